@@ -25,25 +25,23 @@ class _Body(nn.Module):
 
 
 class LanguageBackbone(nn.Module):
-    """token ids -> (hidden, embedded): last-layer features, and the same with padding zeroed."""
+    """token ids -> (hidden, embedded): last-layer features, and the same with padding zeroed
+    (GLIP's N_LAYERS = 1, the setting of every released model)."""
 
     def __init__(self, cfg: LanguageConfig) -> None:
         super().__init__()
-        self.n_layers = cfg.n_layers
         self.body = _Body(cfg)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.body.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=torch.zeros_like(input_ids),
-            output_hidden_states=self.n_layers > 1,
+        # BertModel's embeddings and encoder, called with an additive mask we build ourselves:
+        # transformers' own mask helpers do not trace to ONNX with a dynamic text length.
+        bert = self.body.model
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+        embeddings = bert.embeddings(
+            input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids), position_ids=positions
         )
-        hidden = out.last_hidden_state
-        if self.n_layers > 1:
-            layers = torch.stack(out.hidden_states[-self.n_layers :], 1)
-            features = layers.mean(1) / self.n_layers  # GLIP divides the mean once more
-        else:
-            features = hidden
-        embedded = features * attention_mask.unsqueeze(-1).to(features.dtype)
+        dtype = embeddings.dtype
+        additive = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+        hidden = bert.encoder(embeddings, attention_mask=additive).last_hidden_state
+        embedded = hidden * attention_mask.unsqueeze(-1).to(dtype)
         return hidden, embedded
