@@ -181,9 +181,7 @@ _SUBCONFIGS: dict[str, type] = {
 # --------------------------------------------------------------------------------------------
 
 _GLIP_T = GLIPConfig(name="glip-t")
-_GLIP_T_A = GLIPConfig(
-    name="glip-t-a", head=HeadConfig(early_fuse=False, fused_dot_product=False)
-)
+_GLIP_T_A = GLIPConfig(name="glip-t-a", head=HeadConfig(early_fuse=False, fused_dot_product=False))
 _GLIP_L = GLIPConfig(
     name="glip-l",
     swin=SwinConfig(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12),
@@ -216,9 +214,17 @@ HF_REPO = "GLIPModel/GLIP"
 
 PRESETS: dict[str, Preset] = {
     "glip-t-a": Preset(_GLIP_T_A, "glip_a_tiny_o365.pth", "GLIP-T (A): Swin-T, no deep fusion, O365"),
-    "glip-t-b": Preset(_GLIP_T.replace(name="glip-t-b"), "glip_tiny_model_o365.pth", "GLIP-T (B): Swin-T, deep fusion, O365"),
-    "glip-t-c": Preset(_GLIP_T.replace(name="glip-t-c"), "glip_tiny_model_o365_goldg.pth", "GLIP-T (C): Swin-T, deep fusion, O365+GoldG"),
-    "glip-t": Preset(_GLIP_T, "glip_tiny_model_o365_goldg_cc_sbu.pth", "GLIP-T: Swin-T, deep fusion, O365+GoldG+CC3M+SBU"),
+    "glip-t-b": Preset(
+        _GLIP_T.replace(name="glip-t-b"), "glip_tiny_model_o365.pth", "GLIP-T (B): Swin-T, deep fusion, O365"
+    ),
+    "glip-t-c": Preset(
+        _GLIP_T.replace(name="glip-t-c"),
+        "glip_tiny_model_o365_goldg.pth",
+        "GLIP-T (C): Swin-T, deep fusion, O365+GoldG",
+    ),
+    "glip-t": Preset(
+        _GLIP_T, "glip_tiny_model_o365_goldg_cc_sbu.pth", "GLIP-T: Swin-T, deep fusion, O365+GoldG+CC3M+SBU"
+    ),
     "glip-l": Preset(_GLIP_L, "glip_large_model.pth", "GLIP-L: Swin-L, deep fusion, 8 head layers"),
     "glip-nano": Preset(_GLIP_NANO, None, "glip-nano: tiny GLIP trained here on synthetic shapes"),
 }
@@ -244,9 +250,7 @@ def load_config(spec: str | Path, bert_config: str | Path | None = None) -> GLIP
             return GLIPConfig.from_dict(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from None
-    raise ConfigError(
-        f"unknown config {text!r}: give a preset ({', '.join(PRESETS)}) or a .yaml/.json file"
-    )
+    raise ConfigError(f"unknown config {text!r}: give a preset ({', '.join(PRESETS)}) or a .yaml/.json file")
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,7 +366,9 @@ def load_official_yaml(path: Path, bert_config: str | Path | None = None) -> GLI
         if not cond:
             raise ConfigError(f"config {path}: {what} is not supported by glipcli")
 
-    require(str(get("MODEL.BACKBONE.CONV_BODY")).startswith("SWINT-FPN"), f"backbone {get('MODEL.BACKBONE.CONV_BODY')!r}")
+    require(
+        str(get("MODEL.BACKBONE.CONV_BODY")).startswith("SWINT-FPN"), f"backbone {get('MODEL.BACKBONE.CONV_BODY')!r}"
+    )
     require(get("MODEL.SWINT.VERSION") == "v1" and not get("MODEL.SWINT.APE"), "this Swin variant")
     require(get("MODEL.LANGUAGE_BACKBONE.MODEL_TYPE") == "bert-base-uncased", "a non-BERT language backbone")
     require(get("MODEL.DYHEAD.FUSE_CONFIG.USE_DOT_PRODUCT_TOKEN_LOSS"), "a head without the dot-product token logits")
@@ -370,7 +376,10 @@ def load_official_yaml(path: Path, bert_config: str | Path | None = None) -> GLI
     require(not get("MODEL.DYHEAD.FUSE_CONFIG.STABLE_SOFTMAX_2D"), "STABLE_SOFTMAX_2D")
     require(get("MODEL.DYHEAD.CONV_FUNC") == "", "a custom DYHEAD.CONV_FUNC")
     early = bool(get("MODEL.DYHEAD.FUSE_CONFIG.EARLY_FUSE_ON"))
-    require(not early or get("MODEL.DYHEAD.FUSE_CONFIG.TYPE") == "MHA-B", f"fusion type {get('MODEL.DYHEAD.FUSE_CONFIG.TYPE')!r}")
+    require(
+        not early or get("MODEL.DYHEAD.FUSE_CONFIG.TYPE") == "MHA-B",
+        f"fusion type {get('MODEL.DYHEAD.FUSE_CONFIG.TYPE')!r}",
+    )
     ratios = tuple(get("MODEL.RPN.ASPECT_RATIOS"))
     require(ratios == (1.0,) and get("MODEL.RPN.SCALES_PER_OCTAVE") == 1, "more than one anchor per location")
 

@@ -70,12 +70,8 @@ class DyConv(nn.Module):
         use_dyfuse = cfg.use_dyfuse and (same or not first)
         use_dyrelu = cfg.use_dyrelu and (same or not first)
         gn = cfg.gn_groups if cfg.use_gn else None
-        self.DyConv = nn.ModuleList(
-            [Conv3x3Norm(cin, cout, s, use_deform, gn) for s in (1, 1, 2)]
-        )
-        self.AttnConv = (
-            nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, 1, 1), nn.ReLU()) if use_dyfuse else None
-        )
+        self.DyConv = nn.ModuleList([Conv3x3Norm(cin, cout, s, use_deform, gn) for s in (1, 1, 2)])
+        self.AttnConv = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, 1, 1), nn.ReLU()) if use_dyfuse else None
         self.relu: nn.Module = DyReLU(cin) if use_dyrelu else nn.ReLU()
         self.offset = nn.Conv2d(cin, 27, 3, padding=1) if use_deform else None
         for conv in self.DyConv:

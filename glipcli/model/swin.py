@@ -55,7 +55,7 @@ class WindowAttention(nn.Module):
             nw = mask.shape[0]
             attn = attn.reshape(-1, nw, self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
             attn = attn.reshape(-1, self.num_heads, n, n)
-        attn = attn.softmax(dim=-1)
+        attn = attn.float().softmax(dim=-1).to(v.dtype)  # fp32 softmax also in fp16 graphs
         return self.proj((attn @ v).transpose(1, 2).reshape(bw, n, c))
 
 

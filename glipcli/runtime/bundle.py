@@ -1,0 +1,145 @@
+"""Model bundles: a folder with manifest.json, three ONNX graphs and tokenizer.json.
+
+The manifest is the contract between ``glip export`` (which writes it) and the runtime (which
+refuses anything it cannot trust: unknown format version, missing or tampered files, an ONNX
+Runtime too old for the graphs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from glipcli.config import GLIPConfig
+from glipcli.errors import BundleError
+
+FORMAT = "glipcli-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+GRAPHS = ("text", "backbone", "head")
+MIN_ORT_VERSION = "1.25"  # CPU DeformConv kernel and the opset-19 GridSample the graphs use
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle on disk."""
+
+    path: Path
+    manifest: dict[str, Any]
+    config: GLIPConfig
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def precision(self) -> str:
+        return str(self.manifest["precision"])
+
+    def graph_path(self, graph: str) -> Path:
+        return self.path / self.manifest["graphs"][graph]["file"]
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / self.manifest["tokenizer"]["file"]
+
+    @property
+    def prompts(self) -> dict[str, Any]:
+        """Tuned prompts carried by the bundle (caption -> file of tuned text features)."""
+        return dict(self.manifest.get("prompts", {}))
+
+
+def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
+    """Open a bundle folder, checking format version, files and (optionally) their sha256."""
+    root = Path(path)
+    manifest_path = root / MANIFEST
+    if not root.is_dir():
+        raise BundleError(f"model bundle {root} not found (expected a folder with {MANIFEST})")
+    if not manifest_path.is_file():
+        raise BundleError(f"{root} is not a model bundle: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{manifest_path} is unreadable or not JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{manifest_path} is not a glipcli bundle manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"bundle {root} has format version {version!r}; this glipcli reads version {FORMAT_VERSION} "
+            "(re-export it with this version of glip export)"
+        )
+    check_onnxruntime(manifest.get("onnxruntime_min_version", MIN_ORT_VERSION))
+    files = {g: manifest.get("graphs", {}).get(g) for g in GRAPHS}
+    files["tokenizer"] = manifest.get("tokenizer")
+    for entry in manifest.get("prompts", {}).values():
+        files[f"prompt {entry.get('caption', '')!r}"] = entry
+    for what, entry in files.items():
+        if not isinstance(entry, dict) or "file" not in entry or "sha256" not in entry:
+            raise BundleError(f"bundle {root}: manifest has no valid entry for {what}")
+        file = root / entry["file"]
+        if not file.is_file():
+            raise BundleError(f"bundle {root}: {what} file {entry['file']} is missing")
+        if verify_hashes and sha256_of(file) != entry["sha256"]:
+            raise BundleError(f"bundle {root}: {entry['file']} does not match its sha256 (corrupted or tampered)")
+    return Bundle(path=root, manifest=manifest, config=GLIPConfig.from_dict(manifest["config"]))
+
+
+def check_onnxruntime(required: str) -> None:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BundleError("onnxruntime is not installed: pip install onnxruntime-gpu (or onnxruntime)") from None
+    have = onnxruntime.__version__
+    if _version_tuple(have) < _version_tuple(required):
+        raise BundleError(f"this bundle needs ONNX Runtime >= {required}, but {have} is installed")
+
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("GLIPCLI_HOME") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "glipcli" if not os.environ.get("GLIPCLI_HOME") else Path(base)
+
+
+def embedded_models_dir() -> Path:
+    """``exported/`` at the top of the source tree: the models that ship with glipcli."""
+    return Path(__file__).resolve().parents[2] / "exported"
+
+
+DEFAULT_MODEL = "glip-nano"
+
+
+def resolve_model(name_or_path: str | Path | None) -> Path:
+    """A bundle path, or a name looked up in ``exported/`` and the user cache directory."""
+    spec = str(name_or_path) if name_or_path else DEFAULT_MODEL
+    candidate = Path(spec).expanduser()
+    if candidate.is_dir() or (os.sep in spec or spec.startswith(".")):
+        return candidate
+    searched = [embedded_models_dir() / spec, user_cache_dir() / "models" / spec]
+    for folder in searched:
+        if (folder / MANIFEST).is_file():
+            return folder
+    names = sorted(
+        {p.parent.name for d in (embedded_models_dir(), user_cache_dir() / "models") for p in d.glob(f"*/{MANIFEST}")}
+    )
+    known = f" (known: {', '.join(names)})" if names else ""
+    raise BundleError(f"unknown model {spec!r}: no bundle in {searched[0].parent} or {searched[1].parent}{known}")
