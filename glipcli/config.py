@@ -198,6 +198,7 @@ _GLIP_NANO = GLIPConfig(
         fusion_dim=256,
         fusion_heads=4,
         joint_emb_size=64,
+        use_deform=False,  # official USE_DFCONV option; deformable sampling's backward dominates CPU training
     ),
     input=InputConfig(min_size=320, max_size=640),
 )
