@@ -8,15 +8,24 @@ keeps its traceback.
 from __future__ import annotations
 
 import functools
+import glob
+import json
+import os
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from glipcli import __version__
-from glipcli.errors import GlipError
+from glipcli.api import DEFAULT_THRESHOLD
+from glipcli.errors import ConfigError, GlipError, ImageError, PromptError
+
+if TYPE_CHECKING:
+    import supervision as sv
 
 app = typer.Typer(
     name="glip",
@@ -143,3 +152,311 @@ def export(
     else:
         console.print(f"[yellow]not verified here[/]: {parity['reason']}")
     console.print(f"wrote [bold]{result.path}[/] ({size:.0f} MB) in {result.seconds:.0f} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# glip detect
+# ---------------------------------------------------------------------------------------------
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _exists(arg: str | Path, kind: str = "any") -> bool:
+    """Whether ``arg`` names a file, folder or anything; False for text no file system takes as a name."""
+    path = Path(arg)
+    try:
+        return {"file": path.is_file, "dir": path.is_dir, "any": path.exists}[kind]()
+    except (OSError, ValueError):  # e.g. a prompt longer than the longest file name
+        return False
+
+
+def _is_image_arg(arg: str) -> bool:
+    """An argument that names an image (or a pattern of them) rather than a prompt."""
+    from glipcli.io.images import IMAGE_EXTENSIONS
+
+    if not arg.strip():
+        return False
+    if _exists(arg) or Path(arg).suffix.lower() in IMAGE_EXTENSIONS:
+        return True
+    return bool(_GLOB_CHARS & set(arg) and glob.glob(arg))
+
+
+def _split_arguments(args: list[str], prompt_file: Path | None) -> tuple[list[str], str | None]:
+    """IMAGE... PROMPT, or IMAGE... with --prompt-file: refuse both and neither."""
+    if prompt_file is not None:
+        if args and not _is_image_arg(args[-1]):
+            raise PromptError(f"give either a PROMPT ({args[-1]!r}) or --prompt-file, not both")
+        images, prompt = args, None
+    elif len(args) >= 2:
+        images, prompt = args[:-1], args[-1]
+        if _exists(prompt, "file") and _is_image_arg(prompt):
+            raise PromptError(f"the last argument {prompt!r} is a file, not a prompt: give PROMPT after the images")
+    elif args and _is_image_arg(args[0]):
+        raise PromptError("no prompt: give PROMPT after the images (e.g. 'cat. dog') or --prompt-file FILE")
+    else:
+        images, prompt = [], None
+    if not images:
+        raise ImageError("no image given: glip detect IMAGE... PROMPT")
+    return images, prompt
+
+
+def _expand_images(args: list[str]) -> list[Path]:
+    """Paths as given, quoted glob patterns expanded (sorted); every image's header is checked now."""
+    from glipcli.io.images import read_image_size
+
+    paths: list[Path] = []
+    for arg in args:
+        if not _exists(arg) and _GLOB_CHARS & set(arg):
+            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise ImageError(f"{arg}: no file matches this pattern")
+            paths.extend(matches)
+        else:
+            paths.append(Path(arg))
+    for path in paths:
+        read_image_size(path)
+    return paths
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before any work when ``path`` could not be created (not a folder, no permission)."""
+    if _exists(path, "dir"):
+        raise ConfigError(f"{path} is a folder; give a file name")
+    parent = path.parent
+    while not _exists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not _exists(parent, "dir") or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {path}: {parent} is not a writable folder")
+
+
+def _annotated_paths(out: str, images: list[Path], several: bool) -> list[Path]:
+    """Where each annotated image goes: ``out`` itself, or ``out/<image name>`` for a folder."""
+    from glipcli.draw import OUTPUT_FORMATS, check_output_suffix
+
+    target = Path(out)
+    as_folder = out.endswith(("/", os.sep)) or _exists(target, "dir") or not target.suffix
+    if not as_folder:
+        if several:
+            raise ConfigError(f"--out {out} names one file, but several images are given: give a folder")
+        check_output_suffix(target)
+        targets = [target]
+    else:
+        names = [p.name if p.suffix.lower() in OUTPUT_FORMATS else f"{p.stem}.png" for p in images]
+        targets = [target / name for name in names]
+        if len(set(names)) < len(names):
+            twice = next(n for n in names if names.count(n) > 1)
+            raise ConfigError(f"two images would both be written to {target / twice}; rename one or run them apart")
+    inputs = {p.resolve() for p in images}
+    for path in targets:
+        if path.resolve() in inputs:
+            raise ConfigError(f"--out would overwrite the input image {path}; choose another folder")
+        _check_writable(path)
+    return targets
+
+
+def _print_detections(
+    name: str, size_wh: tuple[int, int], detections: sv.Detections, seconds: float, table: bool
+) -> None:
+    """A table of one image's detections and a summary line (on stderr when stdout carries JSON)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if table and len(detections):
+        grid = Table(title=Text(name), title_justify="left", show_edge=False)
+        grid.add_column("label")
+        grid.add_column("score", justify="right")
+        grid.add_column("box (x1, y1, x2, y2)", justify="right")
+        for box, score, label in zip(detections.xyxy, detections.confidence, detections.data["class_name"]):
+            grid.add_row(Text(str(label)), f"{score:.3f}", ", ".join(f"{v:.1f}" for v in box))
+        console.print(grid)
+    count = len(detections)
+    summary = Text(f"{name}: {count} detection{'s' * (count != 1)} ({size_wh[0]}x{size_wh[1]}, {seconds:.2f} s)")
+    (console if table else err_console).print(summary, highlight=False)
+
+
+@app.command()
+@handle_errors
+def detect(
+    arguments: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="IMAGE... PROMPT",
+            help="Images (paths, or quoted glob patterns like 'imgs/*.jpg'), then the prompt: "
+            "classes separated by '.', e.g. 'cat. dog. red car'.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model bundle: a name (see exported/) or a folder path.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or tensorrt.")] = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads per graph.")] = None,
+    threshold: Annotated[
+        float,
+        typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Keep detections scoring at least this (0 = all)."),
+    ] = DEFAULT_THRESHOLD,
+    max_detections: Annotated[
+        int | None,
+        typer.Option("--max-detections", min=1, help="At most this many detections per image (default: 100)."),
+    ] = None,
+    ground: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ground", "-g", help="Grounding: PROMPT is a free caption and this phrase of it is a label (repeatable)."
+        ),
+    ] = None,
+    prompt_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompt-file", "-p", help="Classes from a file, one per line ('name' or 'name: description'); no PROMPT."
+        ),
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Annotated image: a .png/.jpg/.webp file, or a folder "
+            "(ends in / or has no suffix; needed for several images).",
+        ),
+    ] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write detections as JSON to this file, or '-' for stdout.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Detect the objects a prompt names, in one or more images.
+
+    Boxes are in original image pixels; scores are GLIP's: sqrt(phrase probability x centerness).
+
+    Several images, or a glob pattern, make --json a list and --out a folder.
+
+    [bold]Examples[/]
+
+      glip detect img.jpg "stingray. flat and round fish"
+
+      glip detect a.jpg b.jpg "cat. dog" --out annotated/
+
+      glip detect "imgs/*.jpg" "person. bicycle" --threshold 0.3 --json detections.json
+
+      glip detect img.jpg "a man walking a dog on the beach" --ground "man" --ground "dog"
+
+      glip detect img.jpg --prompt-file classes.txt --json -
+    """
+    from glipcli.api import Detector, result_record, to_prompt
+    from glipcli.draw import annotate, save_image
+    from glipcli.io.coco import write_json_atomic
+    from glipcli.io.images import load_image
+    from glipcli.prompt import read_prompt_file
+
+    if ground and prompt_file is not None:
+        raise PromptError("--ground needs a caption PROMPT, not --prompt-file")
+    image_args, prompt_text = _split_arguments(list(arguments or []), prompt_file)
+    prompt = read_prompt_file(prompt_file) if prompt_text is None else to_prompt(prompt_text, ground)
+    images = _expand_images(image_args)
+    several = len(image_args) > 1 or len(images) > 1
+    targets = _annotated_paths(out, images, several) if out is not None else None
+    to_stdout = json_out == "-"
+    if json_out is not None and not to_stdout:
+        _check_writable(Path(json_out))
+
+    detector = Detector.load(model, device=device, threads=threads)
+    prepared = detector.prepare_prompt(prompt)
+    records = []
+    for i, path in enumerate(images):
+        start = time.perf_counter()
+        rgb = load_image(path)
+        detections = detector(rgb, prepared, threshold=threshold, max_detections=max_detections)
+        size_wh = (rgb.shape[1], rgb.shape[0])
+        if targets is not None:
+            save_image(targets[i], annotate(rgb, detections))
+        records.append(result_record(str(path), size_wh, prompt_text or prepared.text, detections))
+        if not quiet:
+            _print_detections(str(path), size_wh, detections, time.perf_counter() - start, table=not to_stdout)
+    if json_out is not None:
+        document = records if several else records[0]
+        if to_stdout:
+            sys.stdout.write(json.dumps(document, ensure_ascii=False, allow_nan=False) + "\n")
+        else:
+            try:
+                write_json_atomic(Path(json_out), document)
+            except OSError as exc:
+                raise ConfigError(f"cannot write {json_out}: {exc.strerror or exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# glip info
+# ---------------------------------------------------------------------------------------------
+
+
+def _megabytes(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.1f} MB"
+
+
+def _parity_line(figures: dict[str, Any]) -> str:
+    """Rich markup: the export-time parity figures of one precision."""
+    from rich.markup import escape
+
+    if not figures.get("verified"):
+        return f"not verified: {escape(str(figures.get('reason', 'no figures recorded')))}"
+    errors = ", ".join(f"{k} {v:.1e}" for k, v in figures.get("max_error", {}).items())
+    sizes = ", ".join("x".join(str(v) for v in hw) for hw in figures.get("image_sizes", []))
+    verdict = "ok" if figures.get("ok") else "[red]over tolerance[/]"
+    return f"{verdict}: max error {escape(errors)} at {sizes} on {escape(str(figures.get('provider', '?')))}"
+
+
+@app.command()
+@handle_errors
+def info(
+    model: Annotated[
+        str | None, typer.Argument(help="Model bundle: a name (see exported/) or a folder path. Default: glip-nano.")
+    ] = None,
+) -> None:
+    """Describe a model bundle: source checkpoint, precision, export parity, graphs and tuned prompts.
+
+    The bundle's files are checked against their sha256 on the way.
+
+    [bold]Examples[/]
+
+      glip info
+
+      glip info exported/glip-t-fp16
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from glipcli.runtime.bundle import load_bundle, resolve_model
+
+    bundle = load_bundle(resolve_model(model))
+    manifest, cfg = bundle.manifest, bundle.config
+    source = manifest.get("source", {})
+    rows = [
+        ("name", bundle.name),
+        ("path", str(bundle.path)),
+        ("precision", bundle.precision),
+        ("source", f"{source.get('checkpoint', '?')} (sha256 {str(source.get('sha256', '?'))[:12]})"),
+        ("created", f"{manifest.get('created', '?')} with glipcli {manifest.get('glipcli_version', '?')}"),
+        ("architecture", f"{cfg.name}: Swin {cfg.swin.embed_dim}x{list(cfg.swin.depths)}, text {cfg.language.dim}-d"),
+        ("input", f"short side {cfg.input.min_size}, long side <= {cfg.input.max_size}"),
+        ("max query", f"{cfg.language.max_query_len} tokens"),
+    ]
+    rows += [(f"parity {name}", _parity_line(figures)) for name, figures in manifest.get("parity", {}).items()]
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    for key, value in rows:
+        summary.add_row(key, value if key.startswith("parity") else escape(value))
+    console.print(summary)
+
+    graphs = Table("graph", "file", "size", "sha256", title="graphs", title_justify="left", show_edge=False)
+    for graph, entry in manifest["graphs"].items():
+        graphs.add_row(graph, escape(entry["file"]), _megabytes(bundle.graph_path(graph)), entry["sha256"][:12])
+    graphs.add_row("tokenizer", escape(manifest["tokenizer"]["file"]), _megabytes(bundle.tokenizer_path), "")
+    console.print(graphs)
+    prompts = bundle.prompts
+    if prompts:
+        console.print(f"[bold]tuned prompts[/] ({len(prompts)}):")
+        for entry in prompts.values():
+            console.print(f"  {escape(str(entry.get('caption', '')))}", highlight=False)
+    else:
+        console.print("[bold]tuned prompts[/]: none")
