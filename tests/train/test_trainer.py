@@ -1,0 +1,87 @@
+"""The trainer: deterministic given a seed, resumable exactly, and clear about bad setups."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from glipcli.errors import ConfigError, DataError
+from glipcli.tokenizer import build_tokenizer
+from glipcli.train.synth import SyntheticGrounding
+from glipcli.train.trainer import LAST, TrainConfig, Trainer, initial_model
+from tests.conftest import tiny_config
+
+SETTINGS = dict(batch_size=2, lr=1e-3, warmup=2, scales=(96,), max_size=128, workers=0, checkpoint_every=2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(out, steps, seed=0, resume=False, **changes):
+    model = initial_model(tiny_config(), seed)
+    cfg = TrainConfig(steps=steps, seed=seed, **{**SETTINGS, **changes})
+    trainer = Trainer(model, SyntheticGrounding(seed=seed, length=1000), build_tokenizer(), cfg, out)
+    if resume:
+        assert trainer.resume()
+    losses = []
+    trainer.fit(lambda step, m: losses.append(m["loss"]))
+    return model.state_dict(), losses
+
+
+def test_same_seed_same_weights(tmp_path):
+    a, la = run(tmp_path / "a", 3)
+    b, lb = run(tmp_path / "b", 3)
+    assert la == lb
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c, _ = run(tmp_path / "c", 3, seed=1)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    full, losses = run(tmp_path / "full", 4)
+    run(tmp_path / "part", 2)  # checkpoints at step 2
+    resumed, tail = run(tmp_path / "part", 4, resume=True)
+    assert tail == losses[2:]
+    assert all(torch.allclose(full[k].float(), resumed[k].float()) for k in full)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    run(tmp_path / "r", 2)
+    model = initial_model(tiny_config(), 0)
+    cfg = TrainConfig(steps=4, **{**SETTINGS, "lr": 5e-4})
+    trainer = Trainer(model, SyntheticGrounding(seed=0, length=10), build_tokenizer(), cfg, tmp_path / "r")
+    with pytest.raises(ConfigError, match="lr"):
+        trainer.resume()
+
+
+def test_broken_checkpoint_is_reported(tmp_path):
+    out = tmp_path / "broken"
+    out.mkdir()
+    (out / LAST).write_bytes(b"not a checkpoint")
+    model = initial_model(tiny_config(), 0)
+    trainer = Trainer(model, SyntheticGrounding(seed=0, length=10), build_tokenizer(), TrainConfig(**SETTINGS), out)
+    with pytest.raises(DataError, match="cannot resume"):
+        trainer.resume()
+
+
+@pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=0.0), dict(scales=()), dict(trainable="everything")])
+def test_bad_training_config(bad):
+    with pytest.raises(ConfigError):
+        TrainConfig(**{**SETTINGS, **bad})
+
+
+def test_empty_training_set(tmp_path):
+    class Empty:
+        def __len__(self):
+            return 0
+
+        def __getitem__(self, i):
+            raise IndexError(i)
+
+    with pytest.raises(DataError, match="empty"):
+        Trainer(initial_model(tiny_config(), 0), Empty(), build_tokenizer(), TrainConfig(**SETTINGS), tmp_path)
