@@ -460,3 +460,308 @@ def info(
             console.print(f"  {escape(str(entry.get('caption', '')))}", highlight=False)
     else:
         console.print("[bold]tuned prompts[/]: none")
+
+
+# ---------------------------------------------------------------------------------------------
+# glip label and glip eval
+# ---------------------------------------------------------------------------------------------
+
+
+class _ProgressDisplay:
+    """A rich progress bar on stderr (images done/total, images/s, ETA, skipped) while on a terminal.
+
+    It starts with the first update, so errors found before any work print alone.
+    """
+
+    def __init__(self, description: str, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = None
+        self._started = False
+        if not quiet and err_console.is_terminal:
+            self._progress = Progress(
+                TextColumn(description),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} img/s  ETA {task.fields[eta]}  skipped {task.fields[skipped]}"),
+                console=err_console,
+                transient=True,
+            )
+            self._task = self._progress.add_task(description, total=None, rate="-", eta="-", skipped=0)
+
+    def __enter__(self) -> _ProgressDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None and self._started:
+            self._progress.stop()
+
+    def update(self, state: Any) -> None:
+        if self._progress is None:
+            return
+        if not self._started:
+            self._progress.start()
+            self._started = True
+        eta = state.eta_seconds
+        self._progress.update(
+            self._task,
+            completed=state.done,
+            total=state.total,
+            rate=f"{state.images_per_second:.1f}" if state.processed else "-",
+            eta=time.strftime("%H:%M:%S", time.gmtime(eta)) if eta is not None else "-",
+            skipped=state.skipped,
+        )
+
+
+def _print_skipped(groups: dict[str, list[Any]], errors_file: Path | None) -> None:
+    """Skipped files grouped by kind of problem, a few names each; the full list is in errors_file."""
+    from rich.markup import escape
+
+    total = sum(len(items) for items in groups.values())
+    where = f" (all listed in {escape(str(errors_file))})" if errors_file else ""
+    err_console.print(f"[yellow]skipped {total} file{'s' * (total != 1)}[/]{where}:", highlight=False)
+    for kind, items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        names = ", ".join(escape(item.file) for item in items[:3]) + (", ..." if len(items) > 3 else "")
+        err_console.print(f"  {escape(kind)}: {len(items)} ({names})", highlight=False)
+
+
+def _read_prompt(prompt: str | None, prompt_file: Path | None) -> Any:
+    from glipcli.prompt import parse_prompt, read_prompt_file
+
+    if (prompt is None) == (prompt_file is None):
+        raise PromptError("give the classes with exactly one of --prompt 'cat. dog' and --prompt-file FILE")
+    return read_prompt_file(prompt_file) if prompt_file is not None else parse_prompt(prompt)
+
+
+@app.command()
+@handle_errors
+def label(
+    folder: Annotated[
+        Path, typer.Argument(metavar="FOLDER", help="Folder of images, walked recursively.", show_default=False)
+    ],
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", "-P", help="Classes separated by '.', e.g. 'cat. dog. red car'.")
+    ] = None,
+    prompt_file: Annotated[
+        Path | None,
+        typer.Option("--prompt-file", "-p", help="Classes from a file, one per line ('name' or 'name: description')."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output: a .json file for COCO (default labels.json), a folder for YOLO (default labels/).",
+        ),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="coco or yolo.")] = "coco",
+    threshold: Annotated[
+        float,
+        typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Keep detections scoring at least this (0 = all)."),
+    ] = DEFAULT_THRESHOLD,
+    max_detections: Annotated[
+        int | None,
+        typer.Option("--max-detections", min=1, help="At most this many detections per image (default: 100)."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model bundle: a name (see exported/) or a folder path.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or tensorrt.")] = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads per graph.")] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size", "-b", min=1, help="Images per backbone run (> 1 pads images to the largest: scores move)."
+        ),
+    ] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Threads decoding images ahead of the model.")
+    ] = 2,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run from its journal (same settings).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Auto-annotate a folder of images: COCO or YOLO pseudo-labels that no crash can lose.
+
+    Every image under FOLDER (recursive, sorted, hidden files ignored) gets the id of its place in that listing.
+
+    COCO: file names relative to FOLDER, bbox \\[x, y, w, h] in pixels with GLIP's w = x2 - x1 + 1, scores,
+    categories 1.. in prompt order (with descriptions), info (model, sha256s, prompt, threshold).
+
+    YOLO: one .txt per image mirroring the folder tree, plus classes.txt and data.yaml.
+
+    [bold]Crash safety[/]: each finished image is journaled (fsynced) in OUT.journal. After a crash, Ctrl-C or
+    kill, rerun the same command with --resume: done images are skipped and the result equals an uninterrupted
+    run. The output is replaced atomically at the end, then the journal is removed. A second run writing the
+    same output at the same time is refused.
+
+    [bold]Bad files[/] (empty, truncated, not an image, too large, unreadable, broken links, link loops) are
+    skipped and listed with their reason in the summary and in OUT.errors.json.
+
+    [bold]Exit codes[/]: 0 all images labelled; 2 finished, but some files were skipped (see OUT.errors.json);
+    1 nothing written (bad prompt, model, folder or output, or an earlier run's journal in the way).
+
+    [bold]Examples[/]
+
+      glip label photos/ --prompt "person. bicycle. dog" --out photos.json
+
+      glip label photos/ --prompt-file classes.txt --threshold 0.3 --workers 4
+
+      glip label photos/ --prompt-file classes.txt --format yolo --out dataset/labels/
+
+      glip label photos/ --prompt-file classes.txt --out photos.json --resume
+    """
+    from glipcli.api import Detector
+    from glipcli.label import FORMATS, group_by_kind, journal_path, label_folder
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown --format {fmt!r}: use one of {', '.join(FORMATS)}")
+    classes = _read_prompt(prompt, prompt_file)
+    out = out or Path("labels.json" if fmt == "coco" else "labels")
+    _check_writable(journal_path(out))
+    detector = Detector.load(model, device=device, threads=threads)
+    try:
+        with _ProgressDisplay("labelling", quiet) as display:
+            summary = label_folder(
+                folder,
+                classes,
+                out,
+                detector=detector,
+                fmt=fmt,
+                threshold=threshold,
+                max_detections=max_detections,
+                batch_size=batch_size,
+                workers=workers,
+                resume=resume,
+                progress=display.update,
+            )
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]: rerun with --resume to continue where it stopped")
+        raise typer.Exit(130) from None
+    if not quiet:
+        from rich.markup import escape
+
+        resumed = f", {summary.resumed} from the journal" if summary.resumed else ""
+        console.print(
+            f"labelled {summary.labelled} of {summary.total} images{resumed}: {summary.boxes} boxes "
+            f"in {summary.seconds:.1f} s -> [bold]{escape(str(summary.out))}[/]",
+            highlight=False,
+        )
+        if summary.skipped:
+            _print_skipped(group_by_kind(summary.skipped), summary.errors_file)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command(name="eval")
+@handle_errors
+def eval_(
+    ground_truth: Annotated[
+        Path, typer.Argument(metavar="GT.json", help="COCO ground truth (images, annotations, categories).")
+    ],
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images",
+            "-i",
+            help="Folder the ground truth's file names are relative to (default: the 'images' folder beside GT.json).",
+        ),
+    ] = None,
+    prompt_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompt-file",
+            "-p",
+            help="Classes to prompt with, each the name of a ground-truth category, optionally with "
+            "': description'. Default: the category names.",
+        ),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Score threshold (official: 0).")
+    ] = 0.0,
+    max_detections: Annotated[
+        int, typer.Option("--max-detections", min=1, help="At most this many detections per image.")
+    ] = 100,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model bundle: a name (see exported/) or a folder path.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or tensorrt.")] = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads per graph.")] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Threads decoding images ahead of the model.")
+    ] = 2,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the numbers to this JSON file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Score a model on a COCO ground truth: mAP, mAP@0.5, mAP@0.75 and AP per class.
+
+    The prompt is the categories' names (cleaned as GLIP does: "bow_(weapon)" -> "bow"), or
+    --prompt-file, whose classes match categories by name in any order; descriptions compare
+    prompts ("stingray" vs "stingray: flat and round fish"). Categories the file leaves out
+    are left out of the evaluation. Boxes are converted with GLIP's +1 (w = x2 - x1 + 1).
+
+    Images of the ground truth that are missing or unreadable are skipped, with their
+    annotations, and reported.
+
+    [bold]Exit codes[/]: 0 all images evaluated; 2 evaluated, but some images were skipped;
+    1 no result (bad ground truth, prompt file or model).
+
+    [bold]Examples[/]
+
+      glip eval val/annotations.json --images val/images
+
+      glip eval val/annotations.json --prompt-file described.txt --json scores.json
+    """
+    from glipcli.api import Detector
+    from glipcli.evaluation import evaluate_folder
+    from glipcli.prompt import read_prompt_file
+
+    prompt = read_prompt_file(prompt_file) if prompt_file is not None else None
+    if json_out is not None:
+        _check_writable(json_out)
+    detector = Detector.load(model, device=device, threads=threads)
+    with _ProgressDisplay("evaluating", quiet) as display:
+        report = evaluate_folder(
+            ground_truth,
+            images if images is not None else ground_truth.parent / "images",
+            detector=detector,
+            prompt=prompt,
+            threshold=threshold,
+            max_detections=max_detections,
+            workers=workers,
+            progress=display.update,
+        )
+    if json_out is not None:
+        from glipcli.io.coco import write_json_atomic
+
+        try:
+            write_json_atomic(json_out, report.to_dict())
+        except OSError as exc:
+            raise ConfigError(f"cannot write {json_out}: {exc.strerror or exc}") from None
+    if not quiet:
+        _print_metrics(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _print_metrics(report: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    metrics = report.metrics
+    table = Table("category", "AP", "AP50", title="AP per class", title_justify="left", show_edge=False)
+    for name, ap in metrics.per_class.items():
+        table.add_row(Text(name), f"{ap:.4f}", f"{metrics.per_class50.get(name, float('nan')):.4f}")
+    console.print(table)
+    console.print(
+        f"[bold]mAP[/] {metrics.map:.4f}   [bold]mAP@0.5[/] {metrics.map50:.4f}   [bold]mAP@0.75[/] {metrics.map75:.4f}"
+        f"   ({metrics.images} images, {metrics.detections} detections, {report.seconds:.1f} s)",
+        highlight=False,
+    )
+    if report.unused:
+        names = ", ".join(escape(n) for n in report.unused[:5]) + (", ..." if len(report.unused) > 5 else "")
+        err_console.print(f"[yellow]not evaluated[/]: {len(report.unused)} categories not in the prompt file ({names})")
+    if report.skipped:
+        from glipcli.label import group_by_kind
+
+        _print_skipped(group_by_kind(report.skipped), None)

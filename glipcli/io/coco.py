@@ -1,8 +1,11 @@
-"""COCO detection files: small pure builders, an atomic writer and a validating reader.
+"""COCO detection files: small pure builders, atomic writers (whole or streamed) and a validating reader.
 
 Unlike supervision's ``as_coco`` this keeps scores, numbers categories from 1 in prompt order
 (as COCO does), keeps file names relative to the image root (sub-folders included) and takes
 image sizes from the caller instead of decoding every image again.
+
+Boxes: GLIP's ``[x1, y1, x2, y2]`` are inclusive pixel coordinates (x2 is the last pixel a box
+covers), so ``bbox`` = ``[x1, y1, x2 - x1 + 1, y2 - y1 + 1]`` as in GLIP's own COCO evaluation.
 
 Precision: pixel values (bbox, area) are rounded to 2 decimals, scores to 5; finer digits are
 below what a detector can claim and only bloat the file.
@@ -13,8 +16,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -42,24 +47,33 @@ def coco_image(image_id: int, file_name: str, width: int, height: int) -> dict:
     return {"id": int(image_id), "file_name": file_name, "width": int(width), "height": int(height)}
 
 
+def coco_boxes(boxes_xyxy: np.ndarray) -> np.ndarray:
+    """(N, 4) ``[x, y, w, h]`` from GLIP's inclusive ``[x1, y1, x2, y2]``: w = x2 - x1 + 1.
+
+    GLIP's boxes name the last pixel they cover (x2 is inside), so its COCO conversion adds one
+    (GLIP_SPEC §9); COCO ground truths count pixels the same way (a 10-pixel-wide object has w 10).
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2] + 1], axis=1)
+
+
 def coco_annotations(
     image_id: int, boxes_xyxy: np.ndarray, scores: np.ndarray, category_ids: np.ndarray, first_id: int
 ) -> list[dict]:
-    """Annotations of one image, ids ``first_id``.., bbox ``[x, y, w, h]`` with w = x2 - x1 (no +1)."""
-    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    """Annotations of one image, ids ``first_id``.., bbox ``[x, y, w, h]`` by :func:`coco_boxes` (+1)."""
+    boxes = coco_boxes(boxes_xyxy)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     category_ids = np.asarray(category_ids).reshape(-1)
     if not len(boxes) == len(scores) == len(category_ids):
         raise ValueError(f"{len(boxes)} boxes, {len(scores)} scores, {len(category_ids)} category ids")
     annotations = []
-    for k, ((x1, y1, x2, y2), score, category_id) in enumerate(zip(boxes, scores, category_ids, strict=True)):
-        w, h = x2 - x1, y2 - y1
+    for k, ((x, y, w, h), score, category_id) in enumerate(zip(boxes, scores, category_ids, strict=True)):
         annotations.append(
             {
                 "id": int(first_id) + k,
                 "image_id": int(image_id),
                 "category_id": int(category_id),
-                "bbox": [_px(x1), _px(y1), _px(w), _px(h)],
+                "bbox": [_px(x), _px(y), _px(w), _px(h)],
                 "area": _px(w * h),
                 "score": round(float(score), SCORE_DECIMALS),
                 "iscrowd": 0,
@@ -75,15 +89,39 @@ def coco_document(images: list[dict], annotations: list[dict], categories: list[
 
 def write_json_atomic(path: Path, obj: object) -> None:
     """Write JSON so that ``path`` holds either the old or the new document, never a partial one."""
-    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
-    write_text_atomic(Path(path), text + "\n")
+    write_text_atomic(Path(path), _json(obj) + "\n")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, fsync, ``os.replace``, fsync of the folder.
+    """Temp file in the same folder, fsync, ``os.replace``, fsync of the folder (see :func:`atomic_file`)."""
+    with atomic_file(path) as f:
+        f.write(text)
 
-    A crash leaves at most a hidden ``.<name>.<random>.tmp`` beside the target. The file is
-    created with mode 0o666 so the user's umask applies, as for any file they create.
+
+def write_coco_atomic(
+    path: Path, info: dict, images: Iterable[dict], annotations: Iterable[dict], categories: list[dict]
+) -> None:
+    """The document :func:`coco_document` builds, written entry by entry and atomically.
+
+    ``images`` and ``annotations`` are consumed lazily (e.g. two passes over a journal), so a
+    folder of any size is written in bounded memory.
+    """
+    with atomic_file(Path(path)) as f:
+        f.write('{"info": ' + _json(info) + ', "licenses": [], "images": [')
+        _write_list(f, images)
+        f.write('], "annotations": [')
+        _write_list(f, annotations)
+        f.write('], "categories": ' + _json(categories) + "}\n")
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[TextIO]:
+    """A UTF-8 text file that appears at ``path`` complete, or not at all.
+
+    Written to a temp file in the same folder, fsynced, moved over ``path`` with ``os.replace``,
+    then the folder is fsynced. A crash leaves at most a hidden ``.<name>.<random>.tmp`` beside
+    the target. The file is created with mode 0o666 so the user's umask applies, as for any file
+    they create.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
@@ -94,8 +132,8 @@ def write_text_atomic(path: Path, text: str) -> None:
         except FileExistsError:
             continue
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -103,6 +141,17 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def _json(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+
+
+def _write_list(f: TextIO, items: Iterable[object]) -> None:
+    separator = ""
+    for item in items:
+        f.write(separator + _json(item))
+        separator = ", "
 
 
 def load_coco(path: str | Path) -> dict:

@@ -21,14 +21,16 @@ from glipcli.io.coco import write_text_atomic
 def yolo_lines(width: int, height: int, boxes_xyxy: np.ndarray, class_ids: np.ndarray) -> list[str]:
     """``"cls cx cy w h"`` lines normalised to [0, 1], 5 decimals (supervision's format).
 
-    Boxes are clipped to the image first: coordinates outside [0, 1] make YOLO loaders drop
-    the label.
+    GLIP's boxes are inclusive (x2 is the last pixel covered), so a box spans x1 .. x2 + 1 and
+    its width is (x2 - x1 + 1) / W, as in GLIP's COCO conversion. Boxes are clipped to the image
+    after that: coordinates outside [0, 1] make YOLO loaders drop the label.
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     class_ids = np.asarray(class_ids).reshape(-1)
     if len(boxes) != len(class_ids):
         raise ValueError(f"{len(boxes)} boxes, {len(class_ids)} class ids")
-    clipped = np.clip(boxes, 0, [width, height, width, height])
+    exclusive = boxes + [0, 0, 1, 1]
+    clipped = np.clip(exclusive, 0, [width, height, width, height])
     return [object_to_yolo(box, int(c), (height, width)) for box, c in zip(clipped, class_ids, strict=True)]
 
 

@@ -18,10 +18,12 @@ from pycocotools.coco import COCO
 from glipcli.errors import DataError
 from glipcli.io.coco import (
     coco_annotations,
+    coco_boxes,
     coco_categories,
     coco_document,
     coco_image,
     load_coco,
+    write_coco_atomic,
     write_json_atomic,
 )
 
@@ -58,15 +60,22 @@ def test_image_entry() -> None:
     json.dumps(coco_image(np.int64(7), "d/e.jpg", np.int32(3), 4))  # numpy scalars made plain
 
 
-def test_annotations_xywh_no_plus_one_and_rounding() -> None:
+def test_boxes_inclusive_plus_one() -> None:
+    # a box over pixels 0..9 (x) and 5..5 (y) is 10 wide and 1 high, as COCO counts pixels
+    np.testing.assert_array_equal(coco_boxes(np.array([[0, 5, 9, 5]])), [[0, 5, 10, 1]])
+    np.testing.assert_allclose(coco_boxes(np.array([[1.5, 2.0, 3.25, 9.0]], np.float32)), [[1.5, 2.0, 2.75, 8.0]])
+    assert coco_boxes(np.zeros((0, 4))).shape == (0, 4)
+
+
+def test_annotations_xywh_plus_one_and_rounding() -> None:
     anns = coco_annotations(5, BOXES, SCORES, np.array([2, 1], dtype=np.int64), first_id=10)
     first = anns[0]
     assert first["id"] == 10 and anns[1]["id"] == 11
     assert first["image_id"] == 5 and first["category_id"] == 2 and first["iscrowd"] == 0
-    assert first["bbox"] == [10.12, 20.0, 40.38, 60.25]  # 50.5 - 10.123456 = 40.376544
-    assert first["area"] == round(40.376544 * 60.25, 2)
+    assert first["bbox"] == [10.12, 20.0, 41.38, 61.25]  # 50.5 - 10.123456 + 1 = 41.376544
+    assert first["area"] == round(41.376544 * 61.25, 2)
     assert first["score"] == 0.87654
-    assert anns[1]["bbox"] == [0.0, 0.0, 1.0, 2.0] and anns[1]["area"] == 2.0
+    assert anns[1]["bbox"] == [0.0, 0.0, 2.0, 3.0] and anns[1]["area"] == 6.0
     assert all(type(v) is float for v in first["bbox"])
     json.dumps(anns, allow_nan=False)
     assert coco_annotations(1, np.zeros((0, 4)), np.zeros(0), np.zeros(0), first_id=1) == []
@@ -83,7 +92,7 @@ def test_pycocotools_round_trip_keeps_scores_and_paths(tmp_path: Path) -> None:
     assert gt.loadCats(3)[0]["description"] == "flat and round fish"
     assert gt.loadImgs(1)[0]["file_name"] == "a/b/猫 1.jpg"
     ann = gt.loadAnns(gt.getAnnIds(imgIds=[1], catIds=[3]))[0]
-    assert ann["score"] == 0.87654 and ann["bbox"] == [10.12, 20.0, 40.38, 60.25]
+    assert ann["score"] == 0.87654 and ann["bbox"] == [10.12, 20.0, 41.38, 61.25]
     results = gt.loadRes(copy.deepcopy(document["annotations"]))  # loadRes edits its input
     assert sorted(a["score"] for a in results.dataset["annotations"]) == [0.5, 0.87654, 0.87654]
     assert load_coco(path) == document
@@ -100,6 +109,31 @@ def test_write_json_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
         write_json_atomic(path, {"v": float("nan")})
     assert json.loads(path.read_text()) == {"v": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_write_coco_atomic_streams_the_same_document(tmp_path: Path) -> None:
+    document = _document()
+    path = tmp_path / "stream.json"
+    images = iter(document["images"])  # one-shot iterators: nothing is read twice
+    annotations = iter(document["annotations"])
+    write_coco_atomic(path, document["info"], images, annotations, document["categories"])
+    assert json.loads(path.read_text(encoding="utf-8")) == document
+    write_coco_atomic(path, {}, [], [], [])
+    assert json.loads(path.read_text()) == coco_document([], [], [], {})
+
+
+def test_write_coco_atomic_keeps_old_file_when_the_stream_fails(tmp_path: Path) -> None:
+    path = tmp_path / "labels.json"
+    write_json_atomic(path, {"old": True})
+
+    def failing():
+        yield coco_image(1, "a.jpg", 1, 1)
+        raise RuntimeError("crash mid-stream")
+
+    with pytest.raises(RuntimeError):
+        write_coco_atomic(path, {}, failing(), [], [])
+    assert json.loads(path.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.json"]
 
 
 def test_write_json_atomic_respects_umask(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ def _parse(lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_lines_normalised_centre_size() -> None:
-    boxes = np.array([[10, 20, 50, 100], [0, 0, 200, 100]], dtype=np.float32)
+    # inclusive boxes: pixels 10..49 x 20..99 (40 x 80 pixels), and the whole 200 x 100 image
+    boxes = np.array([[10, 20, 49, 99], [0, 0, 199, 99]], dtype=np.float32)
     classes, cxcywh = _parse(yolo_lines(200, 100, boxes, np.array([2, 0])))
     assert classes.tolist() == [2, 0]
     np.testing.assert_allclose(cxcywh[0], [30 / 200, 60 / 100, 40 / 200, 80 / 100], atol=1e-5)
@@ -27,8 +28,10 @@ def test_lines_normalised_centre_size() -> None:
 
 
 def test_lines_clip_to_image() -> None:
-    _, cxcywh = _parse(yolo_lines(100, 50, np.array([[-10.0, -5.0, 60.0, 70.0]]), np.array([0])))
-    np.testing.assert_allclose(cxcywh[0], [0.3, 0.5, 0.6, 1.0], atol=1e-5)
+    _, cxcywh = _parse(yolo_lines(100, 50, np.array([[-10.0, -5.0, 59.0, 70.0]]), np.array([0])))
+    np.testing.assert_allclose(cxcywh[0], [0.3, 0.5, 0.6, 1.0], atol=1e-5)  # x spans 0..60, y 0..50
+    _, cxcywh = _parse(yolo_lines(100, 50, np.array([[0.0, 0.0, 99.0, 49.0]]), np.array([0])))
+    np.testing.assert_allclose(cxcywh[0], [0.5, 0.5, 1.0, 1.0], atol=1e-5)  # last pixel included
     assert yolo_lines(100, 50, np.zeros((0, 4)), np.zeros(0, int)) == []
     with pytest.raises(ValueError):
         yolo_lines(100, 50, np.zeros((2, 4)), np.zeros(1, int))
@@ -45,9 +48,9 @@ def test_label_path_mirrors_tree_and_refuses_escapes(tmp_path: Path) -> None:
 def test_write_yolo_tree(tmp_path: Path) -> None:
     out = tmp_path / "labels"
     items = [
-        ("a/x.jpg", 200, 100, np.array([[10, 20, 50, 100]], np.float32), np.array([1])),
+        ("a/x.jpg", 200, 100, np.array([[10, 20, 49, 99]], np.float32), np.array([1])),
         ("b/x.jpg", 10, 10, np.zeros((0, 4), np.float32), np.zeros(0, int)),
-        ("top.png", 4, 4, np.array([[0, 0, 2, 2], [2, 2, 4, 4]], np.float32), np.array([0, 1])),
+        ("top.png", 4, 4, np.array([[0, 0, 1, 1], [2, 2, 3, 3]], np.float32), np.array([0, 1])),
     ]
     write_yolo(out, iter(items), ["cat", "sea: lion"])
     assert (out / "a" / "x.txt").read_text() == "1 0.15000 0.60000 0.20000 0.80000\n"

@@ -1,0 +1,112 @@
+"""How close ``glip label`` comes to the model's own speed: end-to-end vs model-only images/s.
+
+On one folder, in one run:
+
+- end-to-end: :func:`glipcli.label.label_folder` as ``glip label`` runs it (listing, decoding in
+  worker threads, preprocessing, backbone, head, post-processing, journal appends with fsync,
+  the final COCO file);
+- model-only: ``engine.backbone`` + ``engine.head`` (per prompt chunk) on tensors decoded and
+  preprocessed beforehand, text features cached: the ceiling for the pipeline.
+
+The ratio is the share of the model's speed the pipeline keeps (goal: >= 0.9). Runs alternate
+and the medians are reported. Without ``--model`` a randomly initialised bundle of ``--config``
+(default glip-nano) is exported on the fly, which needs torch; random weights give few boxes, so
+post-processing costs less than with a trained model.
+
+    python -m bench.label_throughput --quick
+    python -m bench.label_throughput --model exported/glip-t --images 64 --workers 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from glipcli.api import Detector
+from glipcli.io.folder import list_images
+from glipcli.io.images import load_image
+from glipcli.label import label_folder
+from glipcli.preprocess import prepare_image
+from glipcli.train.synth import write_detection_set
+
+COMBOS = [("red", "circle"), ("blue", "square"), ("yellow", "triangle"), ("green", "star")]
+
+
+def random_bundle(config: str, out: Path) -> Path:
+    """A bundle of ``config`` with random weights (torch is imported only here)."""
+    from glipcli.config import preset
+    from glipcli.export.exporter import export_bundle
+    from glipcli.model.glip import build_model
+
+    model = build_model(preset(config)).eval()
+    source = {"checkpoint": f"random {config}", "sha256": "0" * 64}
+    return export_bundle(model, out / config, name=f"{config}-random", source=source).path
+
+
+def end_to_end(detector: Detector, folder: Path, prompt: str, out: Path, workers: int) -> float:
+    """Seconds of one ``label_folder`` run, final file included."""
+    start = time.perf_counter()
+    label_folder(folder, prompt, out, detector=detector, workers=workers)
+    seconds = time.perf_counter() - start
+    out.unlink()
+    return seconds
+
+
+def model_only(detector: Detector, tensors: list, prompt: str) -> float:
+    """Seconds of backbone + head over pre-processed tensors, text features cached."""
+    engine = detector.engine
+    chunks = detector.prepare_prompt(prompt).chunks
+    features = [(engine.encode_text(chunk)[None], chunk.attention_mask[None]) for chunk in chunks]
+    start = time.perf_counter()
+    for tensor in tensors:
+        levels = engine.backbone(tensor[None])
+        for text, mask in features:
+            engine.head(levels, text, mask)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="bundle path or name; default: a random --config bundle exported now")
+    parser.add_argument("--config", default="glip-nano", help="preset for the random bundle (default glip-nano)")
+    parser.add_argument("--images", type=int, default=48, help="images in the generated folder (default 48)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each measure (default 3)")
+    parser.add_argument("--workers", type=int, default=2, help="decoding threads of glip label (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per graph")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt")
+    parser.add_argument("--quick", action="store_true", help="12 images, 1 repeat: well under a minute")
+    args = parser.parse_args()
+    if args.quick:
+        args.images, args.repeats = 12, 1
+
+    with tempfile.TemporaryDirectory(prefix="glip-bench-") as tmp:
+        work = Path(tmp)
+        model = args.model or random_bundle(args.config, work)
+        detector = Detector.load(model, device=args.device, threads=args.threads)
+        write_detection_set(work / "set", args.images, seed=0, combos=COMBOS, file_ext=".jpg")
+        folder = work / "set" / "images"
+        prompt = ". ".join(f"{colour} {shape}" for colour, shape in COMBOS)
+        paths = list_images(folder).images
+        tensors = [prepare_image(load_image(p), detector.config.input).tensor for p in paths]
+        model_only(detector, tensors[:1], prompt)  # warm-up: first runs allocate
+
+        e2e, bare = [], []
+        for _ in range(args.repeats):
+            e2e.append(end_to_end(detector, folder, prompt, work / "labels.json", args.workers))
+            bare.append(model_only(detector, tensors, prompt))
+
+    n = len(paths)
+    e2e_rate, bare_rate = n / statistics.median(e2e), n / statistics.median(bare)
+    height, width = max(t.shape[1] for t in tensors), max(t.shape[2] for t in tensors)
+    print(f"model      {detector.bundle.name} (device {args.device}, threads {args.threads or 'default'})")
+    print(f"folder     {n} JPEG images, model inputs up to {height}x{width}, workers {args.workers}")
+    print(f"end-to-end {e2e_rate:8.2f} images/s   (glip label, median of {args.repeats})")
+    print(f"model-only {bare_rate:8.2f} images/s   (backbone + head on pre-processed tensors)")
+    print(f"ratio      {e2e_rate / bare_rate:8.2f}          (goal >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
