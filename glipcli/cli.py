@@ -49,7 +49,9 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except GlipError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            from rich.markup import escape  # messages hold file names and commands, e.g. "glipcli[ray]"
+
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]")
@@ -537,7 +539,12 @@ def _read_prompt(prompt: str | None, prompt_file: Path | None) -> Any:
 @handle_errors
 def label(
     folder: Annotated[
-        Path, typer.Argument(metavar="FOLDER", help="Folder of images, walked recursively.", show_default=False)
+        str,
+        typer.Argument(
+            metavar="FOLDER",
+            help="Folder of images, walked recursively; with --engine ray also a URL (s3://..., file://...).",
+            show_default=False,
+        ),
     ],
     prompt: Annotated[
         str | None, typer.Option("--prompt", "-P", help="Classes separated by '.', e.g. 'cat. dog. red car'.")
@@ -580,6 +587,19 @@ def label(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its journal (same settings).")
     ] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (this process) or ray (a pool of Ray workers).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Ray cluster to join: auto, ray://host:10001, ... (default: a new local Ray)."),
+    ] = None,
+    num_workers: Annotated[
+        int, typer.Option("--num-workers", min=1, help="Ray workers, each holding one model (--engine ray).")
+    ] = 1,
+    gpus_per_worker: Annotated[
+        float, typer.Option("--gpus-per-worker", min=0.0, help="GPUs each Ray worker reserves, e.g. 1 or 0.5.")
+    ] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Auto-annotate a folder of images: COCO or YOLO pseudo-labels that no crash can lose.
@@ -602,6 +622,10 @@ def label(
     [bold]Exit codes[/]: 0 all images labelled; 2 finished, but some files were skipped (see OUT.errors.json);
     1 nothing written (bad prompt, model, folder or output, or an earlier run's journal in the way).
 
+    [bold]Ray[/] (pip install "glipcli\\[ray]"): --engine ray decodes in Ray tasks and runs --num-workers models
+    in Ray actors (--threads CPUs each, default 1), which journal into OUT.journal.d/. Same output as local; either
+    engine resumes the other's run. On a multi-node cluster FOLDER, the model and OUT must be on shared storage.
+
     [bold]Examples[/]
 
       glip label photos/ --prompt "person. bicycle. dog" --out photos.json
@@ -611,16 +635,27 @@ def label(
       glip label photos/ --prompt-file classes.txt --format yolo --out dataset/labels/
 
       glip label photos/ --prompt-file classes.txt --out photos.json --resume
+
+      glip label photos/ --prompt-file classes.txt --engine ray --address auto --num-workers 8 --gpus-per-worker 1
     """
     from glipcli.api import Detector
-    from glipcli.label import FORMATS, group_by_kind, journal_path, label_folder
+    from glipcli.label import ENGINES, FORMATS, group_by_kind, journal_path, label_folder
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown --engine {engine!r}: use one of {', '.join(ENGINES)}")
     classes = _read_prompt(prompt, prompt_file)
     out = out or Path("labels.json" if fmt == "coco" else "labels")
     _check_writable(journal_path(out))
-    detector = Detector.load(model, device=device, threads=threads)
+    if engine == "ray":
+        from glipcli.label_ray import import_ray
+
+        # Ray Data's log lines would cut into the progress bar; its errors still come as exceptions
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "CRITICAL")
+        import_ray()  # a missing Ray is one line, before the model loads
+    # with Ray the workers run the model; here it only tokenises the prompt and names the graphs
+    detector = Detector.load(model, device="cpu" if engine == "ray" else device, threads=threads)
     try:
         with _ProgressDisplay("labelling", quiet) as display:
             summary = label_folder(
@@ -635,6 +670,12 @@ def label(
                 workers=workers,
                 resume=resume,
                 progress=display.update,
+                engine=engine,
+                address=address,
+                num_workers=num_workers,
+                gpus_per_worker=gpus_per_worker,
+                device=device,
+                threads=threads,
             )
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]: rerun with --resume to continue where it stopped")
@@ -765,3 +806,70 @@ def _print_metrics(report: Any) -> None:
         from glipcli.label import group_by_kind
 
         _print_skipped(group_by_kind(report.skipped), None)
+
+
+@app.command()
+@handle_errors
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints (last.pt), log.jsonl, model.pth.")],
+    config: Annotated[str, typer.Option("--config", "-c", help="Model preset or config file to train.")] = "glip-nano",
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps.")] = 3000,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per step.")] = 8,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate (cosine schedule).")] = 1e-3,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the model init and the data.")] = 0,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for PyTorch.")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+    export_to: Annotated[
+        Path | None, typer.Option("--export", help="After training, export a verified bundle to this folder.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a GLIP with GLIP's own grounding objective on synthetic shapes (glip-nano).
+
+    Deterministic given --seed; checkpoints every 100 steps to --out/last.pt (atomically) and
+    continues with --resume after an interruption. The final weights are --out/model.pth in the
+    official checkpoint layout, which `glip export --config glip-nano --weights` turns into a bundle.
+
+    [bold]Examples[/]
+
+      glip train --config glip-nano --out runs/glip-nano --export exported/glip-nano
+
+      glip train --out runs/glip-nano --resume
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from glipcli.train.run import pretrain_synthetic
+    from glipcli.train.trainer import TrainConfig
+
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, checkpoint_every=100)
+    columns = [
+        TextColumn("[bold]training[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err_console, disable=quiet, transient=False) as progress:
+        task = progress.add_task("train", total=steps, loss=float("nan"))
+
+        def on_step(step: int, metrics: dict[str, float]) -> None:
+            progress.update(task, completed=step, loss=metrics["loss"])
+
+        weights = pretrain_synthetic(config, out, cfg, resume=resume, on_step=on_step)
+    console.print(f"wrote [bold]{weights}[/]")
+    if export_to is not None:
+        from glipcli.export.exporter import build_from_checkpoint, export_bundle
+
+        model, source = build_from_checkpoint(config, weights)
+        result = export_bundle(
+            model,
+            export_to,
+            name=model.cfg.name,
+            source=source,
+            overwrite=True,
+            log=lambda msg: console.print(f"  {msg}"),
+        )
+        console.print(f"exported [bold]{result.path}[/]")

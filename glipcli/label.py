@@ -14,6 +14,10 @@ The run, as a user sees it:
 - The output is streamed from the journal (memory does not grow with the folder) into a temp
   file that replaces ``out`` only when complete; then the journal and its lock are removed.
 
+With ``engine="ray"`` (glipcli.label_ray) Ray workers journal into shards beside the journal
+(``<out>.journal.d/``); the output is assembled from journal and shards in id order by the same
+writers, so it equals the local engine's, and either engine resumes what the other left.
+
 Exit codes of the command: 0 every image labelled, 2 finished but some files were skipped,
 1 nothing done (bad prompt, model, folder or output).
 
@@ -24,11 +28,13 @@ Detector caches it) and the backbone once per image (or per batch).
 
 from __future__ import annotations
 
+import heapq
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import AbstractContextManager, closing, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,12 +48,19 @@ from glipcli.errors import ConfigError, DataError, ImageError
 from glipcli.io.coco import coco_annotations, coco_categories, coco_image, write_coco_atomic, write_json_atomic
 from glipcli.io.folder import list_images
 from glipcli.io.images import load_image
-from glipcli.io.journal import Journal
+from glipcli.io.journal import Journal, JournalLocked
 from glipcli.io.yolo import label_path, write_yolo
 from glipcli.prompt import Prompt
 
 FORMATS = ("coco", "yolo")
+ENGINES = ("local", "ray")
 EXIT_SKIPPED = 2
+SHARD_WAIT_SECONDS = 30.0  # for Ray workers that are done to exit and release their shards
+_SHARD = ".journal"
+
+Block = list[tuple[int, str, Path]]  # (image id, file relative to the folder, path) of consecutive images
+Labeller = Callable[[list[Block], set[str], Journal], Iterator[bool]]
+"""An engine: journals the images of the blocks that are not done, yielding per image whether it was skipped."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -108,12 +121,22 @@ def group_by_kind(skipped: Iterable[Skipped]) -> dict[str, list[Skipped]]:
     return groups
 
 
+def is_url(root: str | Path) -> bool:
+    """``s3://bucket/photos``, ``file:///data``, ...: a folder only the ray engine reads."""
+    return isinstance(root, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", root) is not None
+
+
 def journal_path(out: Path) -> Path:
     return out.with_name(out.name + ".journal")
 
 
 def errors_path(out: Path) -> Path:
     return out.with_name(out.name + ".errors.json")
+
+
+def shards_path(out: Path) -> Path:
+    """The folder of journal shards that Ray workers write (glipcli.label_ray), one journal each."""
+    return out.with_name(out.name + ".journal.d")
 
 
 def label_folder(
@@ -132,6 +155,10 @@ def label_folder(
     workers: int = 2,
     resume: bool = False,
     progress: Callable[[LabelProgress], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    num_workers: int = 1,
+    gpus_per_worker: float = 0.0,
 ) -> LabelSummary:
     """Label every image under ``root`` and write ``out``: a COCO .json, or a YOLO labels folder.
 
@@ -139,15 +166,34 @@ def label_folder(
     ``batch_size`` > 1 consecutive images of the sorted listing share a backbone run (padding
     changes scores slightly, see glipcli.runtime.engine); batches are fixed blocks of the
     listing, so a resumed run batches exactly as an uninterrupted one.
+
+    ``engine="ray"`` runs the model in ``num_workers`` Ray actors (``gpus_per_worker`` GPUs each)
+    on the cluster at ``address`` (default: a Ray already initialised, else a local one), each
+    loading the bundle of ``detector`` with ``device`` and ``threads``; see glipcli.label_ray.
+    The output is the same, and either engine resumes what the other left. Only this engine
+    reads a ``root`` given as a URL (``s3://...``, ``file://...``; see :func:`label_ray.list_url`).
     """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
+    if engine == "ray":
+        from glipcli import label_ray
+
+        label_ray.check_arguments(num_workers, gpus_per_worker)  # before the model loads
     out = Path(out)
     _check_output(out, fmt)
-    root = Path(root)
-    listing = list_images(root)
+    if is_url(root):
+        if engine != "ray":
+            raise ConfigError(f"{root}: a folder given by URL is read by Ray workers; use the ray engine")
+        base, listing, filesystem = label_ray.list_url(str(root))
+        folder = str(root)
+    else:
+        base, filesystem = Path(root), None
+        listing = list_images(base)
+        folder = str(base.resolve())
     detector = detector or Detector.load(model, device=device, threads=threads)
     prepared = detector.prepare_prompt(prompt)
     # checks threshold, max detections and batch size now, before any journal exists
@@ -155,15 +201,39 @@ def label_folder(
     limit = max_detections or detector.config.postprocess.detections_per_img
 
     start = time.perf_counter()
-    files = [(i + 1, path.relative_to(root).as_posix(), path) for i, path in enumerate(listing.images)]
-    skipped = [Skipped(_printable(path.relative_to(root).as_posix()), reason) for path, reason in listing.skipped]
+    files = [(i + 1, path.relative_to(base).as_posix(), path) for i, path in enumerate(listing.images)]
+    skipped = [Skipped(_printable(path.relative_to(base).as_posix()), reason) for path, reason in listing.skipped]
     files, refused = _unwritable_names(files)
     if fmt == "yolo":
         files, collisions = _yolo_collisions(files, out)
         refused += collisions
-    header = _header(root, detector, prepared, fmt, threshold, limit, batch_size)
-    with Journal.open(journal_path(out), header, resume) as journal:
-        done, failed_before = _resumed(journal, {rel: image_id for image_id, rel, _ in files})
+    header = _header(folder, detector, prepared, fmt, threshold, limit, batch_size)
+    _check_shards(shards_path(out), resume)
+    if engine == "local":
+        runner: AbstractContextManager[Labeller] = nullcontext(
+            lambda todo, done, journal: _label_here(journal, detector, prepared, todo, done, threshold, limit, workers)
+        )
+    else:
+        runner = label_ray.RayLabeller(
+            shards=shards_path(out),
+            header=header,
+            filesystem=filesystem,
+            model=detector.bundle.path,
+            device=device,
+            threads=threads,
+            prepared=prepared,
+            threshold=threshold,
+            limit=limit,
+            address=address,
+            num_workers=num_workers,
+            gpus_per_worker=gpus_per_worker,
+        )
+    with (
+        runner as label_todo,
+        Journal.open(journal_path(out), header, resume) as journal,
+        _Shards(shards_path(out), header) as shards,
+    ):
+        done, failed_before = _resumed([journal, *shards.journals], {rel: image_id for image_id, rel, _ in files})
         state = LabelProgress(
             len(done) + len(refused), len(listing.images), len(skipped) + len(refused) + failed_before, 0, 0.0
         )
@@ -171,24 +241,25 @@ def label_folder(
             progress(state)
         blocks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
         todo = [block for block in blocks if any(rel not in done for _, rel, _ in block)]
-        paths = (path for block in todo for _, _, path in block)
-        with closing(prefetch(decode_or_reason, paths, workers)) as decoded:
-            for block in todo:
-                items = [(image_id, rel, next(decoded)) for image_id, rel, _ in block]
-                for record in _label_block(detector, prepared, items, threshold, limit):
-                    if record["file_name"] in done:  # done before a crash; rerun only to batch alike
-                        continue
-                    journal.append(record)
-                    state = _advance(state, "skipped" in record, time.perf_counter() - start)
-                    if progress:
-                        progress(state)
-        labelled, boxes, failed = _totals(journal)
+        handled = label_todo(todo, done, journal)
+        with closing(handled):
+            for was_skipped in handled:
+                state = _advance(state, was_skipped, time.perf_counter() - start)
+                if progress:
+                    progress(state)
+        shards.open_new()
+
+        def records() -> Iterator[dict[str, Any]]:
+            return _in_id_order([journal, *shards.journals])
+
+        labelled, boxes, failed = _totals(records())
         skipped += refused + failed
         if fmt == "coco":
-            _write_coco(out, journal, prepared.prompt, _info(detector, prepared, threshold, limit, batch_size))
+            _write_coco(out, records, prepared.prompt, _info(detector, prepared, threshold, limit, batch_size))
         else:
-            _write_yolo(out, journal, prepared.labels)
+            _write_yolo(out, records, prepared.labels)
         _write_errors(out, skipped)
+        shards.remove()
         _remove(journal)
     return LabelSummary(
         out=out,
@@ -201,6 +272,28 @@ def label_folder(
         skipped=skipped,
         errors_file=errors_path(out) if skipped else None,
     )
+
+
+def _label_here(
+    journal: Journal,
+    detector: Detector,
+    prepared: PreparedPrompt,
+    todo: list[Block],
+    done: set[str],
+    threshold: float,
+    limit: int,
+    workers: int,
+) -> Iterator[bool]:
+    """The local engine: journal each image of ``todo`` in this process; yield whether it was skipped."""
+    paths = (path for block in todo for _, _, path in block)
+    with closing(prefetch(decode_or_reason, paths, workers)) as decoded:
+        for block in todo:
+            items = [(image_id, rel, next(decoded)) for image_id, rel, _ in block]
+            for record in label_block(detector, prepared, items, threshold, limit):
+                if record["file_name"] in done:  # done before a crash; rerun only to batch alike
+                    continue
+                journal.append(record)
+                yield "skipped" in record
 
 
 _END: Any = object()
@@ -230,24 +323,27 @@ def prefetch(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator
                 future.cancel()
 
 
-def decode_or_reason(path: Path) -> np.ndarray | str:
+def decode_or_reason(path: Path, load: Callable[[Path], np.ndarray] = load_image) -> np.ndarray | str:
     """The image as RGB, or why it cannot be used (the ImageError message without the path)."""
     try:
-        return load_image(path)
+        return load(path)
     except ImageError as exc:
         message = str(exc)
         prefix = f"{path}: "
         return message[len(prefix) :] if message.startswith(prefix) else message
 
 
-def _label_block(
+def label_block(
     detector: Detector,
     prepared: PreparedPrompt,
     items: list[tuple[int, str, np.ndarray | str]],
     threshold: float,
     limit: int,
 ) -> Iterator[dict[str, Any]]:
-    """Journal records of one block of images, in order; the readable ones share one batch."""
+    """Journal records of one block of images, in order; the readable ones share one batch.
+
+    Both engines label through here, so their records agree.
+    """
     images = [rgb for _, _, rgb in items if isinstance(rgb, np.ndarray)]
     results = detector.detect_many(
         images, prepared, threshold=threshold, max_detections=limit, batch_size=max(len(images), 1)
@@ -314,7 +410,7 @@ def _prompt_text(prepared: PreparedPrompt) -> str:
 
 
 def _header(
-    root: Path,
+    folder: str,
     detector: Detector,
     prepared: PreparedPrompt,
     fmt: str,
@@ -326,7 +422,7 @@ def _header(
     graphs = detector.bundle.manifest["graphs"]
     return {
         "command": "label",
-        "folder": str(root.resolve()),
+        "folder": folder,
         "model": detector.bundle.name,
         "graphs_sha256": {name: entry["sha256"] for name, entry in graphs.items()},
         "prompt": _prompt_text(prepared),
@@ -358,21 +454,23 @@ def _info(
     }
 
 
-def _resumed(journal: Journal, ids: dict[str, int]) -> tuple[set[str], int]:
-    """Files an earlier run finished, and how many of them it skipped.
+def _resumed(journals: list[Journal], ids: dict[str, int]) -> tuple[set[str], int]:
+    """Files earlier runs finished, and how many of them they skipped.
 
     Refuses a journal whose files no longer have the same ids (the folder changed).
     """
     done: set[str] = set()
     skipped = 0
-    for record in journal.records():
-        if ids.get(record["file_name"]) != record["id"]:
-            raise DataError(
-                f"{journal.path}: {record['file_name']} is no longer image {record['id']} of the folder "
-                "(files were added, removed or renamed); delete the journal to start over"
-            )
-        done.add(record["file_name"])
-        skipped += "skipped" in record
+    for journal in journals:
+        for record in journal.records():
+            if ids.get(record["file_name"]) != record["id"]:
+                raise DataError(
+                    f"{journal.path}: {record['file_name']} is no longer image {record['id']} of the folder "
+                    "(files were added, removed or renamed); delete the journal to start over"
+                )
+            if record["file_name"] not in done:  # a retried Ray worker may have journaled it twice
+                skipped += "skipped" in record
+            done.add(record["file_name"])
     return done, skipped
 
 
@@ -380,11 +478,98 @@ def _advance(state: LabelProgress, skipped: bool, seconds: float) -> LabelProgre
     return LabelProgress(state.done + 1, state.total, state.skipped + skipped, state.processed + 1, seconds)
 
 
-def _totals(journal: Journal) -> tuple[int, int, list[Skipped]]:
-    """(images labelled, boxes, files skipped while decoding) over the whole journal."""
+def _check_shards(folder: Path, resume: bool) -> None:
+    """Like the journal, shards of an earlier run are continued with ``resume`` and never dropped."""
+    if not resume and any(folder.glob(f"*{_SHARD}")):
+        raise DataError(
+            f"{folder}: journal shards of an earlier run exist; pass --resume to continue it, "
+            "or delete them to start over"
+        )
+
+
+def open_shard(folder: Path, header: dict[str, Any]) -> Journal:
+    """A new journal shard for one Ray worker, in the folder :class:`_Shards` reads."""
+    return Journal.open(folder / f"{uuid.uuid4().hex}{_SHARD}", header, resume=False)
+
+
+class _Shards:
+    """The journal shards in ``folder``, each opened (locked, checked against ``header``) for reading.
+
+    Each shard holds its records in id order (a worker starts a new shard rather than go back),
+    as the main journal does, so all of them merge by id in one streaming pass.
+    """
+
+    def __init__(self, folder: Path, header: dict[str, Any]) -> None:
+        self.folder = folder
+        self.header = header
+        self.journals: list[Journal] = []
+
+    def open_new(self) -> None:
+        """Open the shards not open yet, waiting for their writers to exit (SHARD_WAIT_SECONDS).
+
+        Whoever holds the main journal's lock owns the run, so the workers of any other run on
+        these shards have lost their driver and are exiting: waiting for them is safe.
+        """
+        known = {journal.path for journal in self.journals}
+        for path in sorted(self.folder.glob(f"*{_SHARD}")):
+            if path not in known:
+                self.journals.append(_open_when_free(path, self.header, SHARD_WAIT_SECONDS))
+
+    def remove(self) -> None:
+        for journal in self.journals:
+            _remove(journal)
+        self.journals = []
+        with suppress(OSError):  # absent, or a lock left by a worker killed before its first line
+            self.folder.rmdir()
+
+    def __enter__(self) -> _Shards:
+        try:
+            self.open_new()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for journal in self.journals:
+            journal.close()
+
+
+def _open_when_free(path: Path, header: dict[str, Any], wait: float) -> Journal:
+    """A worker that just finished may still hold its shard's lock for a moment while it exits."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return Journal.open(path, header, resume=True)
+        except JournalLocked:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _in_id_order(journals: list[Journal]) -> Iterator[dict[str, Any]]:
+    """The records of all journals by image id, each once: the order of an uninterrupted local run."""
+    last = 0
+    for record in heapq.merge(*(_ascending(journal) for journal in journals), key=lambda r: r["id"]):
+        if record["id"] != last:
+            last = record["id"]
+            yield record
+
+
+def _ascending(journal: Journal) -> Iterator[dict[str, Any]]:
+    last = 0
+    for record in journal.records():
+        if record["id"] < last:
+            raise DataError(f"{journal.path}: image {record['id']} after image {last}; delete it to start over")
+        last = record["id"]
+        yield record
+
+
+def _totals(records: Iterable[dict[str, Any]]) -> tuple[int, int, list[Skipped]]:
+    """(images labelled, boxes, files skipped while decoding) over all records."""
     labelled = boxes = 0
     skipped = []
-    for record in journal.records():
+    for record in records:
         if "skipped" in record:
             skipped.append(Skipped(record["file_name"], record["skipped"]))
         else:
@@ -393,27 +578,30 @@ def _totals(journal: Journal) -> tuple[int, int, list[Skipped]]:
     return labelled, boxes, skipped
 
 
-def _labelled(journal: Journal) -> Iterator[dict[str, Any]]:
-    return (record for record in journal.records() if "skipped" not in record)
+Records = Callable[[], Iterator[dict[str, Any]]]
 
 
-def _write_coco(out: Path, journal: Journal, prompt: Prompt, info: dict[str, Any]) -> None:
-    """Two streaming passes over the journal (images, then annotations) into one atomic file."""
+def _labelled(records: Records) -> Iterator[dict[str, Any]]:
+    return (record for record in records() if "skipped" not in record)
+
+
+def _write_coco(out: Path, records: Records, prompt: Prompt, info: dict[str, Any]) -> None:
+    """Two streaming passes over the records (images, then annotations) into one atomic file."""
     categories = coco_categories(prompt.names, [label.description for label in prompt.labels])
-    images = (coco_image(r["id"], r["file_name"], r["width"], r["height"]) for r in _labelled(journal))
-    write_coco_atomic(out, info, images, _annotations(journal), categories)
+    images = (coco_image(r["id"], r["file_name"], r["width"], r["height"]) for r in _labelled(records))
+    write_coco_atomic(out, info, images, _annotations(records), categories)
 
 
-def _annotations(journal: Journal) -> Iterator[dict[str, Any]]:
+def _annotations(records: Records) -> Iterator[dict[str, Any]]:
     next_id = 1
-    for record in _labelled(journal):
+    for record in _labelled(records):
         boxes = np.asarray(record["boxes"], dtype=np.float64).reshape(-1, 4)
         annotations = coco_annotations(record["id"], boxes, record["scores"], record["labels"], first_id=next_id)
         next_id += len(annotations)
         yield from annotations
 
 
-def _write_yolo(out: Path, journal: Journal, names: list[str]) -> None:
+def _write_yolo(out: Path, records: Records, names: list[str]) -> None:
     items = (
         (
             r["file_name"],
@@ -422,7 +610,7 @@ def _write_yolo(out: Path, journal: Journal, names: list[str]) -> None:
             np.asarray(r["boxes"], dtype=np.float64).reshape(-1, 4),
             np.asarray(r["labels"], dtype=np.int64) - 1,
         )
-        for r in _labelled(journal)
+        for r in _labelled(records)
     )
     write_yolo(out, items, names)
 
@@ -437,7 +625,7 @@ def _write_errors(out: Path, skipped: list[Skipped]) -> None:
 
 
 def _remove(journal: Journal) -> None:
-    """The output is complete: drop the journal and its lock (unlinked while still held)."""
+    """The output is complete: drop a journal and its lock (unlinked while still held)."""
     journal.path.unlink()
     journal.path.with_name(journal.path.name + ".lock").unlink(missing_ok=True)
     journal.close()
