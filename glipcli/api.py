@@ -29,11 +29,12 @@ from glipcli.postprocess import RawDetections, level_sizes, merge_chunks, postpr
 from glipcli.preprocess import PreparedImage, batch_images, prepare_image
 from glipcli.prompt import Prompt, PromptChunk, encode_prompt, grounding_prompt, parse_prompt
 from glipcli.runtime.bundle import Bundle, load_bundle, resolve_model
-from glipcli.runtime.engine import Engine
+from glipcli.runtime.engine import Engine, InferenceEngine
 from glipcli.tokenizer import load_tokenizer
 
 if TYPE_CHECKING:
     import supervision as sv
+    from tokenizers import Tokenizer
 
 DEFAULT_THRESHOLD = 0.4
 """Display default for final scores, sqrt(phrase probability x centerness); not calibrated.
@@ -63,24 +64,30 @@ class PreparedPrompt:
 class Detector:
     """Open-vocabulary detection with one model bundle; create it with :meth:`load`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: InferenceEngine, tokenizer: Tokenizer) -> None:
         self.engine = engine
-        self._tokenizer = load_tokenizer(engine.bundle.tokenizer_path)
+        self._tokenizer = tokenizer
 
     @classmethod
     def load(cls, model: str | Path | None = None, *, device: str = "auto", threads: int | None = None) -> Detector:
         """A bundle by path or name (default ``glip-nano``); ``device`` is auto, cpu, cuda or tensorrt."""
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
-        return cls(Engine(load_bundle(resolve_model(model)), device=device, threads=threads))
+        bundle = load_bundle(resolve_model(model))
+        return cls(Engine(bundle, device=device, threads=threads), load_tokenizer(bundle.tokenizer_path))
+
+    @property
+    def name(self) -> str:
+        return self.engine.name
 
     @property
     def bundle(self) -> Bundle:
-        return self.engine.bundle
+        """The model bundle (ONNX engines only)."""
+        return self.engine.bundle  # type: ignore[attr-defined]
 
     @property
     def config(self) -> GLIPConfig:
-        return self.engine.bundle.config
+        return self.engine.config
 
     def prepare_prompt(
         self, prompt: str | Prompt | PreparedPrompt, ground: Sequence[str] | None = None

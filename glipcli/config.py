@@ -199,6 +199,9 @@ _GLIP_NANO = GLIPConfig(
         fusion_heads=4,
         joint_emb_size=64,
         use_deform=False,  # official USE_DFCONV option; deformable sampling's backward dominates CPU training
+        # Score against the pretrained text features, as GLIP-T (A) does: trained end to end on
+        # synthetic data, the head's last BERT layer collapsed every token to one vector.
+        fused_dot_product=False,
     ),
     input=InputConfig(min_size=320, max_size=640),
 )

@@ -148,7 +148,7 @@ def evaluate_folder(
     evaluated = _subset(gt, {s.file for s in skipped}, set(category_ids))
     return EvalReport(
         metrics=coco_metrics(evaluated, results),
-        model=detector.bundle.name,
+        model=detector.name,
         prompt=" ".join(chunk.caption for chunk in prepared.chunks),
         categories={cid: name for cid, name in zip(category_ids, labels.names, strict=True)},
         unused=[c["name"] for c in gt["categories"] if c["id"] not in set(category_ids)],

@@ -25,6 +25,7 @@ from glipcli import __version__
 from glipcli.config import GLIPConfig, InputConfig, load_config
 from glipcli.errors import BundleError, ExportError
 from glipcli.export import graphs as G
+from glipcli.export.compact import compact_graph
 from glipcli.export.half import half_precision
 from glipcli.export.int8 import to_int8
 from glipcli.export.verify import VERIFY_PROMPT, Parity, sample_image, verify_graphs
@@ -130,6 +131,10 @@ def _export_graphs(
     log(f"exporting {precision}fused head graph (deformable conv as {deform})")
     G.export_head(model, paths["head"], levels, text, mask, deform, dtype)
     model.eval()
+    if dtype == torch.float32:
+        saved = sum(compact_graph(p) for p in paths.values())
+        if saved:
+            log(f"stored exactly representable weights compactly (-{saved / 1e6:.0f} MB)")
     return paths
 
 

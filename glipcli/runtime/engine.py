@@ -16,9 +16,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from glipcli.config import GLIPConfig
 from glipcli.errors import BundleError
 from glipcli.prompt import PromptChunk
 from glipcli.runtime.bundle import GRAPHS, Bundle
@@ -35,11 +37,31 @@ class HeadOutputs:
     token_logits: np.ndarray  # (B, N, T)
 
 
+class InferenceEngine(Protocol):
+    """What the Detector needs from a model: the three stages of GLIP on numpy arrays.
+
+    :class:`Engine` runs the ONNX graphs; ``glipcli.train.torch_engine.TorchEngine`` runs the
+    PyTorch model itself, so validation during training uses exactly the inference pipeline.
+    """
+
+    name: str
+    config: GLIPConfig
+    runs: dict[str, int]
+
+    def encode_text(self, chunk: PromptChunk) -> np.ndarray: ...
+
+    def backbone(self, images: np.ndarray) -> list[np.ndarray]: ...
+
+    def head(self, levels: list[np.ndarray], text_features: np.ndarray, text_mask: np.ndarray) -> HeadOutputs: ...
+
+
 class Engine:
     """The three ONNX graphs of a bundle, with a bounded LRU cache of text features."""
 
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None) -> None:
         self.bundle = bundle
+        self.name = bundle.name
+        self.config = bundle.config
         self._sessions = {g: make_session(bundle.graph_path(g), device, threads) for g in GRAPHS}
         self.runs: dict[str, int] = dict.fromkeys(GRAPHS, 0)
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
