@@ -24,6 +24,7 @@ from torch import nn
 
 from glipcli.config import GLIPConfig
 from glipcli.errors import ConfigError, DataError
+from glipcli.model.bert_layer import BertEncoderLayer
 from glipcli.model.glip import GLIP
 from glipcli.train.data import Batch, SampleSource, TrainingSet, collate
 from glipcli.train.loss import LossConfig, glip_loss
@@ -38,13 +39,14 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 1e-3
     text_lr: float = 0.0  # 0 freezes the language backbone (a pretrained BERT stays as it is)
+    head_text_lr: float = 1e-4  # the BERT layers inside the DyHead (GLIP: 10x below the base lr)
     weight_decay: float = 0.05
-    warmup: int = 300
+    warmup: int = 200
     min_lr_ratio: float = 0.05  # cosine decay ends at lr * min_lr_ratio
     grad_clip: float = 1.0  # GLIP clips the full-model gradient norm at 1.0
     seed: int = 0
     scales: tuple[int, ...] = (256, 288, 320)  # training short sides
-    max_size: int = 384  # training long-side cap = side of the fixed square canvas batches are padded to
+    max_size: int = 320  # training long-side cap = side of the fixed square canvas batches are padded to
     checkpoint_every: int = 250
     workers: int = 1
     threads: int | None = None
@@ -78,6 +80,13 @@ _HEAD_PARAMS = (
 def parameter_groups(model: GLIP, cfg: TrainConfig) -> list[dict[str, Any]]:
     """Which parameters train, and with which learning rate / weight decay."""
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    # At the base lr the post-LN BERT layers of the head collapse every token to one vector.
+    head_text = {
+        f"rpn.head.dyhead_tower.{i}.{n}"
+        for i, module in enumerate(model.rpn.head.dyhead_tower)
+        if isinstance(module, BertEncoderLayer)
+        for n, _ in module.named_parameters()
+    }
     for name, param in model.named_parameters():
         if cfg.trainable == "prompt":
             train = name.startswith("rpn.tunable_linear")
@@ -88,7 +97,12 @@ def parameter_groups(model: GLIP, cfg: TrainConfig) -> list[dict[str, Any]]:
         param.requires_grad_(train)
         if not train:
             continue
-        lr = cfg.text_lr if name.startswith("language_backbone") else cfg.lr
+        if name.startswith("language_backbone"):
+            lr = cfg.text_lr
+        elif name in head_text:
+            lr = cfg.head_text_lr
+        else:
+            lr = cfg.lr
         decay = 0.0 if param.ndim <= 1 or "relative_position_bias_table" in name else cfg.weight_decay
         groups.setdefault((lr, decay), []).append(param)
     if not groups:
@@ -170,9 +184,11 @@ class Trainer:
             raise DataError(f"cannot resume from {path}: {str(exc).splitlines()[0][:160]}") from None
         if state.get("model_config") != self.model.cfg.to_dict():
             raise ConfigError(f"{path} was written for another model config; use another --out")
+        # How long and on how many threads a run goes may change between sessions; what it learns may not.
+        free = {"steps", "threads", "workers", "checkpoint_every"}
         mine, theirs = self.cfg.to_dict(), dict(state.get("train_config", {}))
-        if {k: v for k, v in mine.items() if k != "steps"} != {k: v for k, v in theirs.items() if k != "steps"}:
-            changed = sorted(k for k in mine if k != "steps" and mine[k] != theirs.get(k))
+        if {k: v for k, v in mine.items() if k not in free} != {k: v for k, v in theirs.items() if k not in free}:
+            changed = sorted(k for k in mine if k not in free and mine[k] != theirs.get(k))
             raise ConfigError(f"{path} was written with other training settings ({', '.join(changed)})")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
