@@ -89,6 +89,12 @@ class Detector:
     def config(self) -> GLIPConfig:
         return self.engine.config
 
+    @property
+    def tuned_captions(self) -> frozenset[str]:
+        """Captions the model carries tuned text features for (``glip tune``); other captions,
+        including other prompts for the same classes, run the untuned text encoder."""
+        return frozenset(getattr(self.engine, "tuned_captions", ()))
+
     def prepare_prompt(
         self, prompt: str | Prompt | PreparedPrompt, ground: Sequence[str] | None = None
     ) -> PreparedPrompt:

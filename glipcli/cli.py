@@ -111,6 +111,14 @@ def export(
         typer.Option("--deform", help="Deformable conv in the graph: grid_sample (default) or deform_conv."),
     ] = "grid_sample",
     name: Annotated[str | None, typer.Option("--name", help="Model name recorded in the bundle.")] = None,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact",
+            help="Round the weights to fp16 (word embeddings to int8 rows) before exporting: about half the "
+            "size, graphs still fp32. Changes the model slightly: check it with glip eval.",
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle at --out.")] = False,
 ) -> None:
     """Turn a GLIP checkpoint into a self-verified ONNX bundle (text, backbone, fused head).
@@ -133,6 +141,11 @@ def export(
     checkpoint = resolve_weights(weights or default_weights(config))
     console.print(f"loading [bold]{checkpoint}[/] with config [bold]{config}[/]")
     model, source = build_from_checkpoint(config, checkpoint, str(bert_config) if bert_config else None)
+    if compact:
+        from glipcli.model.compact import round_weights
+
+        round_weights(model)
+        source = {**source, "rounded": "fp16 weights, int8-row word embeddings (glip export --compact)"}
     name = name or model.cfg.name
     target = out or embedded_models_dir() / (name if precision == "fp32" else f"{name}-{precision}")
     result = export_bundle(
@@ -276,6 +289,27 @@ def _print_detections(
     (console if table else err_console).print(summary, highlight=False)
 
 
+def _tuned_note(detector: Any, prepared: Any) -> None:
+    """Say on stderr whether the model's tuned prompts apply to this prompt (stdout may carry JSON)."""
+    from rich.markup import escape
+
+    tuned = detector.tuned_captions
+    if not tuned:
+        return
+    used = [chunk.caption for chunk in prepared.chunks if chunk.caption in tuned]
+    if used:
+        share = f" ({len(used)} of {len(prepared.chunks)} chunks)" if len(used) < len(prepared.chunks) else ""
+        err_console.print(f"using tuned prompt {escape(repr(used[0]))}{share}", highlight=False, soft_wrap=True)
+    else:
+        known = ", ".join(repr(c) for c in sorted(tuned)[:3]) + (", ..." if len(tuned) > 3 else "")
+        err_console.print(
+            f"[yellow]note[/]: this model's tuned prompts ({escape(known)}) do not match this prompt: "
+            "the untuned text encoder is used",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @app.command()
 @handle_errors
 def detect(
@@ -333,6 +367,9 @@ def detect(
 
     Several images, or a glob pattern, make --json a list and --out a folder.
 
+    A bundle written by `glip tune` uses its tuned prompt when PROMPT names exactly the tuned classes
+    (see `glip info`), and says on stderr whether it did.
+
     [bold]Examples[/]
 
       glip detect img.jpg "stingray. flat and round fish"
@@ -364,6 +401,8 @@ def detect(
 
     detector = Detector.load(model, device=device, threads=threads)
     prepared = detector.prepare_prompt(prompt)
+    if not quiet:
+        _tuned_note(detector, prepared)
     records = []
     for i, path in enumerate(images):
         start = time.perf_counter()
@@ -457,9 +496,15 @@ def info(
     console.print(graphs)
     prompts = bundle.prompts
     if prompts:
-        console.print(f"[bold]tuned prompts[/] ({len(prompts)}):")
+        console.print(
+            f"[bold]tuned prompts[/] ({len(prompts)}), used when a prompt's caption is exactly one of these "
+            "(any other prompt runs the untuned text encoder):"
+        )
         for entry in prompts.values():
-            console.print(f"  {escape(str(entry.get('caption', '')))}", highlight=False)
+            how = ", ".join(f"{k} {entry[k]}" for k in ("data", "images", "shots", "steps") if entry.get(k) is not None)
+            console.print(
+                f"  {escape(repr(entry.get('caption', '')))}" + (f"  ({escape(how)})" if how else ""), highlight=False
+            )
     else:
         console.print("[bold]tuned prompts[/]: none")
 
@@ -616,6 +661,8 @@ def label(
     run. The output is replaced atomically at the end, then the journal is removed. A second run writing the
     same output at the same time is refused.
 
+    [bold]Tuned prompts[/] (`glip tune`) are used when the classes are exactly the tuned ones; stderr says so.
+
     [bold]Bad files[/] (empty, truncated, not an image, too large, unreadable, broken links, link loops) are
     skipped and listed with their reason in the summary and in OUT.errors.json.
 
@@ -656,6 +703,8 @@ def label(
         import_ray()  # a missing Ray is one line, before the model loads
     # with Ray the workers run the model; here it only tokenises the prompt and names the graphs
     detector = Detector.load(model, device="cpu" if engine == "ray" else device, threads=threads)
+    if not quiet:
+        _tuned_note(detector, detector.prepare_prompt(classes))
     try:
         with _ProgressDisplay("labelling", quiet) as display:
             summary = label_folder(
@@ -808,14 +857,127 @@ def _print_metrics(report: Any) -> None:
         _print_skipped(group_by_kind(report.skipped), None)
 
 
+MODES = {"full": "all", "head": "head", "prompt": "prompt"}  # --mode -> TrainConfig.trainable
+DEFAULT_LR = {"pretrain": 1e-3, "full": 1e-4, "head": 1e-3, "prompt": 5e-2}
+PROMPT_WEIGHT_DECAY = 0.25  # GLIP's prompt tuning recipe: BASE_LR 0.05, WEIGHT_DECAY 0.25
+
+
+def _training_progress(steps: int, quiet: bool) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [
+        TextColumn("[bold]training[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    progress = Progress(*columns, console=err_console, disable=quiet, transient=False)
+    task = progress.add_task("train", total=steps, loss=float("nan"))
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        progress.update(task, completed=step, loss=metrics["loss"])
+
+    return progress, on_step
+
+
+def _print_data(data: Any, issues_file: Path | None) -> None:
+    """What the training data holds, and every repair made to it (a few here, all in issues_file)."""
+    from rich.markup import escape
+
+    pseudo = sum(image.pseudo for image in data.images)
+    origin = f" ({len(data.images) - pseudo} gold, {pseudo} pseudo-labelled)" if pseudo else ""
+    captions = len(data.chunks)
+    console.print(
+        f"data: {len(data.images)} images{origin}, {data.boxes} boxes, {len(data.prompt.labels)} classes "
+        f"in {captions} caption{'s' * (captions != 1)}: {escape(data.captions[0][:80])}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if data.issues:
+        where = f" (all listed in {escape(str(issues_file))})" if issues_file else ""
+        err_console.print(
+            f"[yellow]{len(data.issues)} annotation(s) clipped, dropped or ignored[/]{where}:", highlight=False
+        )
+        for issue in data.issues[:5]:
+            err_console.print(f"  {escape(issue.file)}: {escape(issue.what)}", highlight=False)
+
+
+def _write_issues(data: Any, out: Path) -> Path | None:
+    if not data.issues:
+        return None
+    from glipcli.io.coco import write_json_atomic
+
+    path = out / "data_issues.json"
+    write_json_atomic(path, [{"file": i.file, "annotation_id": i.annotation_id, "what": i.what} for i in data.issues])
+    return path
+
+
 @app.command()
 @handle_errors
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints (last.pt), log.jsonl, model.pth.")],
-    config: Annotated[str, typer.Option("--config", "-c", help="Model preset or config file to train.")] = "glip-nano",
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Model preset or config file. Default: glip-nano; with --init, the checkpoint's own or the preset's.",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Fine-tune on this COCO detection file (category names = prompt).")
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", "-i", help="Folder --data's file names are relative to (default: images/ beside it)."),
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option("--init", help="Weights to fine-tune: a checkpoint file or a preset with released weights."),
+    ] = None,
+    pseudo: Annotated[
+        Path | None, typer.Option("--pseudo", help="Teacher's pseudo-labels (a `glip label` COCO file) to add.")
+    ] = None,
+    pseudo_images: Annotated[
+        Path | None,
+        typer.Option(
+            "--pseudo-images", help="Folder the pseudo-labels' file names are relative to (default: --images)."
+        ),
+    ] = None,
+    pseudo_threshold: Annotated[
+        float,
+        typer.Option(
+            "--pseudo-threshold",
+            min=0.0,
+            max=1.0,
+            help="Keep pseudo-labels scoring at least this (glip label's default).",
+        ),
+    ] = DEFAULT_THRESHOLD,
+    pseudo_nms: Annotated[
+        float,
+        typer.Option(
+            "--pseudo-nms",
+            min=0.01,
+            max=1.0,
+            help="One pseudo-label per object: drop those overlapping a higher-scoring one by this IoU (1 keeps all).",
+        ),
+    ] = 0.5,
+    mode: Annotated[
+        str, typer.Option("--mode", help="What learns: full (all but BERT), head (output layers) or prompt.")
+    ] = "full",
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps.")] = 3000,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per step.")] = 8,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate (cosine schedule).")] = 1e-3,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            "--lr",
+            min=0.0,
+            help="Peak learning rate (cosine schedule). Default: 1e-3; fine-tuning 1e-4 (full), "
+            "1e-3 (head), 5e-2 (prompt).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the model init and the data.")] = 0,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for PyTorch.")] = None,
     resume: Annotated[
@@ -826,50 +988,188 @@ def train(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train a GLIP with GLIP's own grounding objective on synthetic shapes (glip-nano).
+    """Train a GLIP with GLIP's own grounding objective: pre-train glip-nano on synthetic shapes,
+    or fine-tune any GLIP on labelled data (--data).
 
     Deterministic given --seed; checkpoints every 100 steps to --out/last.pt (atomically) and
     continues with --resume after an interruption. The final weights are --out/model.pth in the
-    official checkpoint layout, which `glip export --config glip-nano --weights` turns into a bundle.
+    official checkpoint layout, which `glip export --weights` turns into a bundle (or pass --export).
+
+    [bold]Fine-tuning[/] (--data, --init): the categories' names, in id order, form the prompt, chunked
+    as `glip eval` chunks it. --mode full trains everything but the text encoder, head only the output
+    layers (GLIP's linear probing), prompt only a text offset (see `glip tune` for a tuned bundle).
+
+    [bold]Teacher -> student[/]: label unlabelled images with a teacher (`glip label ... --threshold 0`),
+    then pass them with --pseudo; those scoring at least --pseudo-threshold join the gold labels, one
+    class per object (--pseudo-nms).
+
+    [bold]Data checks[/], before the first step: missing, unreadable or wrongly sized images, unknown
+    category ids and empty annotation lists are errors; boxes reaching past the image are clipped and
+    boxes outside it dropped, all listed in --out/data_issues.json.
 
     [bold]Examples[/]
 
       glip train --config glip-nano --out runs/glip-nano --export exported/glip-nano
 
       glip train --out runs/glip-nano --resume
-    """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from glipcli.train.run import pretrain_synthetic
+      glip train --data gold.json --init runs/glip-nano/model.pth --steps 300 --out runs/ft
+
+      glip train --data gold.json --pseudo teacher.json --pseudo-images unlabelled/ --init glip-t --out runs/student
+    """
     from glipcli.train.trainer import TrainConfig
 
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, checkpoint_every=100)
-    columns = [
-        TextColumn("[bold]training[/]"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("loss {task.fields[loss]:.3f}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=err_console, disable=quiet, transient=False) as progress:
-        task = progress.add_task("train", total=steps, loss=float("nan"))
+    if mode not in MODES:
+        raise ConfigError(f"unknown --mode {mode!r}: use one of {', '.join(MODES)}")
+    if data is None:
+        given = [flag for flag, value in (("--images", images), ("--init", init), ("--pseudo", pseudo)) if value]
+        if given or mode != "full":
+            raise ConfigError(f"{', '.join(given) or '--mode'} needs --data (fine-tuning on labelled images)")
+    elif init is None:
+        raise ConfigError("fine-tuning needs --init: a checkpoint file (e.g. runs/glip-nano/model.pth) or a preset")
+    if pseudo is None and pseudo_images is not None:
+        raise ConfigError("--pseudo-images needs --pseudo")
+    kind = mode if data is not None else "pretrain"
+    settings: dict[str, Any] = dict(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr if lr is not None else DEFAULT_LR[kind],
+        seed=seed,
+        threads=threads,
+        checkpoint_every=100,
+    )
+    if data is not None:
+        settings.update(trainable=MODES[mode], warmup=min(300, max(1, steps // 10)))
+        if mode == "prompt":
+            settings.update(weight_decay=PROMPT_WEIGHT_DECAY)
+    cfg = TrainConfig(**settings)
+    model = None
+    if data is None:
+        from glipcli.train.run import pretrain_synthetic
 
-        def on_step(step: int, metrics: dict[str, float]) -> None:
-            progress.update(task, completed=step, loss=metrics["loss"])
+        progress, on_step = _training_progress(steps, quiet)
+        with progress:
+            weights = pretrain_synthetic(config or "glip-nano", out, cfg, resume=resume, on_step=on_step)
+    else:
+        from glipcli.tokenizer import build_tokenizer
+        from glipcli.train.coco_data import load_detection_data
+        from glipcli.train.run import finetune, initial_weights
 
-        weights = pretrain_synthetic(config, out, cfg, resume=resume, on_step=on_step)
+        model, _ = initial_weights(init, config, prompt_tuning=mode == "prompt")
+        tokenizer = build_tokenizer()
+        source = load_detection_data(
+            data,
+            images if images is not None else data.parent / "images",
+            tokenizer,
+            model.cfg.language.max_query_len,
+            pseudo=pseudo,
+            pseudo_images=pseudo_images,
+            pseudo_threshold=pseudo_threshold,
+            pseudo_nms=pseudo_nms,
+            seed=seed,
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        _print_data(source, _write_issues(source, out))
+        progress, on_step = _training_progress(steps, quiet)
+        with progress:
+            weights = finetune(model, source, out, cfg, tokenizer=tokenizer, resume=resume, on_step=on_step)
     console.print(f"wrote [bold]{weights}[/]")
     if export_to is not None:
         from glipcli.export.exporter import build_from_checkpoint, export_bundle
+        from glipcli.model.checkpoint import sha256_file
 
-        model, source = build_from_checkpoint(config, weights)
+        if model is None:
+            model, source_info = build_from_checkpoint(config or "glip-nano", weights)
+        else:
+            source_info = {"checkpoint": weights.name, "sha256": sha256_file(weights), "config": model.cfg.name}
         result = export_bundle(
-            model,
+            model.eval(),
             export_to,
             name=model.cfg.name,
-            source=source,
+            source=source_info,
             overwrite=True,
             log=lambda msg: console.print(f"  {msg}"),
         )
         console.print(f"exported [bold]{result.path}[/]")
+
+
+@app.command()
+@handle_errors
+def tune(
+    data: Annotated[Path, typer.Option("--data", help="COCO detection file: its category names are the prompt.")],
+    weights: Annotated[
+        Path, typer.Option("--weights", help="The checkpoint --model was exported from (checked by sha256).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Tuned bundle folder to write.")],
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", "-i", help="Folder --data's file names are relative to (default: images/ beside it)."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model bundle: a name (see exported/) or a folder path.")
+    ] = None,
+    shots: Annotated[
+        int | None, typer.Option("--shots", "-k", min=1, help="Use K labelled images per category (default: all).")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps.")] = 200,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per step.")] = 4,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate (cosine schedule).")] = 5e-2,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the shot choice and the data order.")] = 0,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for PyTorch.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Model name of the tuned bundle.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle at --out.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Prompt tuning: learn the prompt of --data's classes from a few labelled images, into a new bundle.
+
+    As GLIP does it (language_prompt_v2): the whole model stays frozen and a learned offset is added
+    to the text encoder's output. The new bundle shares --model's graphs and carries the tuned text
+    features of the prompt's caption, e.g. "orange star." for a category "orange star".
+
+    `glip detect`, `glip label` and `glip eval` with this bundle use the tuned features when the prompt
+    is exactly those classes, in that order ("orange star"); any other prompt (another class, a
+    description, ...) runs the untuned text encoder. `glip detect` and `glip label` say which;
+    `glip info` lists the tuned prompts.
+
+    [bold]Examples[/]
+
+      glip tune --data rays.json --weights runs/nano/model.pth --shots 10 --out exported/nano-rays
+
+      glip detect img.jpg "stingray" --model exported/nano-rays
+    """
+    from glipcli.train.trainer import TrainConfig
+    from glipcli.train.tune import tune_prompt
+
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=min(300, max(1, steps // 10)),
+        weight_decay=PROMPT_WEIGHT_DECAY,
+        seed=seed,
+        threads=threads,
+        trainable="prompt",
+    )
+    progress, on_step = _training_progress(steps, quiet)
+    with progress:
+        result = tune_prompt(
+            model,
+            weights,
+            data,
+            images if images is not None else data.parent / "images",
+            out,
+            cfg,
+            shots=shots,
+            name=name,
+            overwrite=overwrite,
+            on_data=lambda source: _print_data(source, None),
+            on_step=on_step,
+        )
+    from rich.markup import escape
+
+    captions = ", ".join(repr(entry["caption"]) for entry in result.bundle.prompts.values())
+    console.print(
+        f"wrote [bold]{escape(str(result.bundle.path))}[/] with tuned prompt(s) {escape(captions)}",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -67,6 +67,7 @@ class Engine:
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         # tuned prompts (GLIP_SPEC §11): caption -> stored text features that replace the encoder's
         self._tuned = {entry.get("caption"): bundle.path / entry["file"] for entry in bundle.prompts.values()}
+        self.tuned_captions = frozenset(self._tuned)
 
     def encode_text(self, chunk: PromptChunk) -> np.ndarray:
         """(T, D) text features of one chunk, read-only; cached by the chunk's token ids and mask."""

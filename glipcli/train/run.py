@@ -1,16 +1,24 @@
-"""Training entry points the CLI calls: glip-nano pre-training on synthetic grounding data."""
+"""Training entry points the CLI calls: glip-nano pre-training on synthetic grounding data,
+and fine-tuning any GLIP on labelled detection data (gold, plus a teacher's pseudo-labels)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from glipcli.config import GLIPConfig, load_config
-from glipcli.errors import ConfigError
+import torch
+
+from glipcli.config import PRESETS, GLIPConfig, load_config
+from glipcli.errors import CheckpointError, ConfigError
+from glipcli.model.checkpoint import load_weights, read_state_dict, sha256_file
+from glipcli.model.glip import GLIP
 from glipcli.tokenizer import build_tokenizer
+from glipcli.train.coco_data import DetectionSource
 from glipcli.train.pretrained import load_minilm
 from glipcli.train.synth import TRAIN_COMBOS, SyntheticGrounding
-from glipcli.train.trainer import TrainConfig, Trainer, initial_model
+from glipcli.train.trainer import LAST, TrainConfig, Trainer, initial_model
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -36,10 +44,91 @@ def pretrain_synthetic(
         )
     model = initial_model(cfg, train_cfg.seed)
     load_minilm(model)
-    source = SyntheticGrounding(seed=train_cfg.seed, length=train_cfg.steps * train_cfg.batch_size, combos=TRAIN_COMBOS)
+    source = SyntheticGrounding(
+        seed=train_cfg.seed, length=train_cfg.steps * train_cfg.batch_size, combos=TRAIN_COMBOS, max_phrases=40
+    )
     trainer = Trainer(model, source, build_tokenizer(), train_cfg, out)
     if resume:
         trainer.resume()
-    elif (Path(out) / "last.pt").exists():
+    elif (Path(out) / LAST).exists():
+        raise ConfigError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
+    return trainer.fit(on_step)
+
+
+TUNABLE = "rpn.tunable_linear.weight"
+
+
+def initial_weights(
+    init: str | Path, config: str | GLIPConfig | None = None, *, prompt_tuning: bool = False
+) -> tuple[GLIP, dict[str, Any]]:
+    """The model to fine-tune: a preset's released checkpoint, or a checkpoint file, loaded strictly.
+
+    ``config`` defaults to the preset named by ``init``, or to the config our own checkpoints
+    carry (``model.pth``, ``last.pt``); official checkpoints need it. ``prompt_tuning`` adds
+    GLIP's zero-initialised ``rpn.tunable_linear`` when the checkpoint has none. Returns the
+    model and its provenance.
+    """
+    spec = str(init)
+    if spec in PRESETS and not Path(spec).is_file():
+        from glipcli.export.weights import default_weights, resolve_weights
+
+        if PRESETS[spec].checkpoint is None:
+            raise ConfigError(
+                f"preset {spec!r} has no released weights: pass --init CHECKPOINT (e.g. runs/nano/model.pth)"
+            )
+        path = resolve_weights(default_weights(spec))
+        config = config or spec
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise CheckpointError(
+                f"checkpoint {path} not found (give a checkpoint file or a preset: {', '.join(PRESETS)})"
+            )
+    state = read_state_dict(path)
+    cfg = config if isinstance(config, GLIPConfig) else _config_of(path, config)
+    if prompt_tuning and not cfg.head.prompt_tuning:
+        cfg = cfg.replace(head=dataclasses.replace(cfg.head, prompt_tuning=True))
+    model = initial_model(cfg, 0)
+    if cfg.head.prompt_tuning and TUNABLE not in state:
+        state[TUNABLE] = torch.zeros_like(model.rpn.tunable_linear.weight)
+    load_weights(model, state, source=f"checkpoint {path}")
+    return model, {"checkpoint": path.name, "sha256": sha256_file(path), "config": cfg.name}
+
+
+def _config_of(path: Path, config: str | None) -> GLIPConfig:
+    if config is not None:
+        return load_config(config)
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    stored = (raw.get("config") or raw.get("model_config")) if isinstance(raw, dict) else None
+    if not isinstance(stored, dict):
+        raise ConfigError(f"checkpoint {path} does not say which model it is: pass --config PRESET or YAML")
+    return GLIPConfig.from_dict(stored)
+
+
+def finetune(
+    model: GLIP,
+    data: DetectionSource,
+    out: Path,
+    train_cfg: TrainConfig,
+    *,
+    tokenizer: Any = None,
+    resume: bool = False,
+    on_step: StepCallback | None = None,
+) -> Path:
+    """Fine-tune ``model`` on ``data`` with the trainer and loss of pre-training.
+
+    ``train_cfg.trainable`` picks what learns: ``all`` (full fine-tuning; the language backbone
+    only if ``text_lr`` > 0), ``head`` (GLIP's linear probing) or ``prompt`` (prompt tuning: the
+    model needs ``rpn.tunable_linear``, see :func:`initial_weights`). Returns ``out/model.pth``.
+    """
+    if train_cfg.trainable == "prompt" and not model.cfg.head.prompt_tuning:
+        raise ConfigError(
+            "prompt tuning needs a model with rpn.tunable_linear: initial_weights(..., prompt_tuning=True)"
+        )
+    data = data.with_length(max(len(data), train_cfg.steps * train_cfg.batch_size))
+    trainer = Trainer(model, data, tokenizer or build_tokenizer(), train_cfg, out)
+    if resume:
+        trainer.resume()
+    elif (Path(out) / LAST).exists():
         raise ConfigError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
     return trainer.fit(on_step)

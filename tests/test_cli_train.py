@@ -1,0 +1,100 @@
+"""``glip train`` (pre-training and fine-tuning) and ``glip tune`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from glipcli.cli import app
+from tests.train.test_coco_data import ann, write_coco
+from tests.train.test_tune import bundle_with_weights
+
+runner = CliRunner()
+FAST = ["--steps", "2", "--batch-size", "1", "--threads", "1", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def source(tiny_model, tiny_bundle, tmp_path_factory):
+    return bundle_with_weights(tiny_model, tiny_bundle, tmp_path_factory.mktemp("source"))
+
+
+@pytest.fixture
+def gold(tmp_path):
+    annotations = [ann(1, 1, [4, 4, 30, 20]), ann(2, 2, [10, 8, 20, 30]), ann(2, 1, [60, 50, 20, 20])]
+    return write_coco(tmp_path, {"a.png": (64, 48), "b.png": (72, 64)}, annotations, {1: "cat", 2: "dog"})
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--init", "x.pth"], "--init needs --data"),
+        (["--mode", "head"], "--mode needs --data"),
+        (["--data", "gt.json"], "needs --init"),
+        (["--data", "gt.json", "--init", "x.pth", "--mode", "linear"], "unknown --mode"),
+    ],
+)
+def test_train_refuses_inconsistent_options(tmp_path, args, message):
+    result = invoke("train", "--out", tmp_path / "run", *args)
+    assert result.exit_code == 1
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_train_fine_tunes_on_coco_data_and_lists_repairs(gold, source, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("train", "--data", gold, "--init", source[1], "--mode", "head", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "2 images, 3 boxes, 2 classes in 1 caption: cat. dog." in result.stdout
+    assert "1 annotation(s) clipped" in result.stderr
+    issues = json.loads((out / "data_issues.json").read_text())
+    assert [i["annotation_id"] for i in issues] == [3]
+    assert (out / "model.pth").is_file() and (out / "last.pt").is_file()
+
+
+def test_bad_data_stops_before_any_training(gold, source, tmp_path):
+    (gold.parent / "images" / "b.png").unlink()
+    out = tmp_path / "run"
+    result = invoke("train", "--data", gold, "--init", source[1], "--out", out, *FAST)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: 1 image(s) of") and "b.png" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (out / "last.pt").exists()
+
+
+def test_tune_writes_a_bundle_that_detect_and_info_describe(gold, source, tmp_path):
+    bundle, weights = source
+    out = tmp_path / "tuned"
+    result = invoke(
+        "tune", "--data", gold, "--model", bundle, "--weights", weights, "--out", out, "--shots", "1", *FAST
+    )
+    assert result.exit_code == 0, result.output
+    assert "with tuned prompt(s) 'cat. dog.'" in result.stdout
+    info = invoke("info", out)
+    assert info.exit_code == 0 and "'cat. dog.'" in info.stdout and "shots 1" in info.stdout
+    image = gold.parent / "images" / "a.png"
+    tuned = invoke("detect", image, "cat. dog", "--model", out, "--device", "cpu")
+    assert tuned.exit_code == 0 and "using tuned prompt 'cat. dog.'" in tuned.stderr
+    other = invoke("detect", image, "dog", "--model", out, "--device", "cpu")
+    assert other.exit_code == 0 and "untuned text encoder is used" in other.stderr
+    plain = invoke("detect", image, "cat. dog", "--model", bundle, "--device", "cpu")
+    assert "tuned" not in plain.stderr
+
+
+def test_tune_refuses_weights_the_bundle_was_not_exported_from(gold, source, tmp_path):
+    other = tmp_path / "other.pth"
+    torch.save({"model": {}}, other)
+    result = invoke("tune", "--data", gold, "--model", source[0], "--weights", other, "--out", tmp_path / "t", *FAST)
+    assert result.exit_code == 1 and "is not the checkpoint bundle" in result.stderr
