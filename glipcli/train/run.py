@@ -44,6 +44,7 @@ def pretrain_synthetic(
         )
     model = initial_model(cfg, train_cfg.seed)
     load_minilm(model)
+    train_cfg = dataclasses.replace(train_cfg, freeze_token_projection=True)
     source = SyntheticGrounding(
         seed=train_cfg.seed, length=train_cfg.steps * train_cfg.batch_size, combos=TRAIN_COMBOS, max_phrases=40
     )

@@ -51,6 +51,9 @@ class TrainConfig:
     workers: int = 1
     threads: int | None = None
     trainable: str = "all"  # all | head | prompt (GLIP's full, linear_prob-like and language_prompt_v2)
+    # Keep the text side of the token dot product at its random init: learned from scratch, it
+    # collapsed every word onto one "objectness" direction before the image side told colours apart.
+    freeze_token_projection: bool = False
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
@@ -94,6 +97,8 @@ def parameter_groups(model: GLIP, cfg: TrainConfig) -> list[dict[str, Any]]:
             train = name.startswith(_HEAD_PARAMS)
         else:
             train = not name.startswith("language_backbone") or cfg.text_lr > 0
+            if cfg.freeze_token_projection and name.startswith("rpn.head.dot_product_projection_text"):
+                train = False
         param.requires_grad_(train)
         if not train:
             continue

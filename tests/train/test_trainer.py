@@ -85,3 +85,18 @@ def test_empty_training_set(tmp_path):
 
     with pytest.raises(DataError, match="empty"):
         Trainer(initial_model(tiny_config(), 0), Empty(), build_tokenizer(), TrainConfig(**SETTINGS), tmp_path)
+
+
+def test_frozen_token_projection_stays_at_its_init(tmp_path):
+    """Synthetic pre-training keeps the text side of the dot product fixed; the rest still learns."""
+    from glipcli.train.trainer import parameter_groups
+
+    model = initial_model(tiny_config(), 0)
+    groups = parameter_groups(model, TrainConfig(freeze_token_projection=True))
+    trained = {id(p) for g in groups for p in g["params"]}
+    projection = model.rpn.head.dot_product_projection_text.weight
+    assert id(projection) not in trained and not projection.requires_grad
+    assert id(model.rpn.head.bias_lang) in trained
+    weights, _ = run(tmp_path, 2, freeze_token_projection=True)
+    assert torch.equal(weights["rpn.head.dot_product_projection_text.weight"], projection)
+    assert not torch.equal(weights["rpn.head.bias_lang"], model.rpn.head.bias_lang)
