@@ -1,5 +1,7 @@
 """The three ONNX graphs as thin adapters over the one PyTorch model (detectron2's
-TracingAdapter idea): the exported graphs run the same module code as eager PyTorch.
+TracingAdapter idea): the exported graphs run the same module code as eager PyTorch, except two
+export-time forms of the same functions: the deformable convolution (optionally ONNX's
+DeformConv) and the fusion attention, reassociated (glipcli.export.fusion).
 
 - text:     input_ids (B, T), attention_mask (B, T)          -> text_features (B, T, D)
 - backbone: images (B, 3, H, W), H and W multiples of 32      -> p3 .. p7 (B, C, H_l, W_l)
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from glipcli.export.fusion import factored_fusion
 from glipcli.model.deform import ModulatedDeformConv, modulated_deform_conv2d
 from glipcli.model.glip import GLIP
 
@@ -183,7 +186,7 @@ def export_head(
             "token_logits": {0: "batch", 1: "anchors", 2: "tokens"},
         }
     )
-    with deform_implementation(model, deform):
+    with deform_implementation(model, deform), factored_fusion(model):
         _export(
             HeadGraph(model, dtype),
             (*sample_levels, sample_text, sample_mask),
