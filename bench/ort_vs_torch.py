@@ -1,0 +1,198 @@
+"""ONNX Runtime against eager PyTorch: same weights, same input, same thread count.
+
+Per graph (text, backbone, fused head incl. box decoding) and in total, median of interleaved
+rounds. "ort" is the bundle run exactly as glipcli runs it (``make_session``); further bundles
+of the same weights (``extra``, e.g. an export with another option) join the same rounds.
+Speedups are eager-PyTorch time over ONNX Runtime time, for all three graphs and per image
+(backbone + head: the text graph runs once per prompt and is cached for a folder).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench import common
+from bench import ort_profile as profile
+from bench.models import scene
+from glipcli.errors import ConfigError
+from glipcli.prompt import encode_prompt, parse_prompt
+from glipcli.runtime.bundle import GRAPHS, load_bundle
+from glipcli.runtime.sessions import make_session
+from glipcli.tokenizer import load_tokenizer
+
+if TYPE_CHECKING:
+    from glipcli.model.glip import GLIP
+
+PROMPT = "person. bicycle. car. dog. traffic light. red circle. blue rectangle. potted plant"
+"""Eight everyday classes (a few tokens each): the size of prompt most detection calls use."""
+
+LEVELS = ("p3", "p4", "p5", "p6", "p7")
+
+
+def text_inputs(bundle_dir: Path, prompt: str = PROMPT) -> tuple[np.ndarray, np.ndarray]:
+    """(1, T) token ids and mask of ``prompt`` with the bundle's tokenizer."""
+    bundle = load_bundle(bundle_dir, verify_hashes=False)
+    tokenizer = load_tokenizer(bundle.tokenizer_path)
+    chunk = encode_prompt(parse_prompt(prompt), tokenizer, bundle.config.language.max_query_len)[0]
+    return chunk.input_ids[None].copy(), chunk.attention_mask[None].copy()
+
+
+def torch_step(model: GLIP, ids: np.ndarray, mask: np.ndarray, images: np.ndarray) -> common.Step:
+    import torch
+
+    t_ids, t_mask, t_images = torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(images)
+
+    def step() -> dict[str, float]:
+        with torch.inference_mode():
+            s_text, text = common.timed(lambda: model.encode_text(t_ids, t_mask))
+            s_backbone, levels = common.timed(lambda: model.encode_image(t_images))
+            s_head, _ = common.timed(lambda: model.decode(model.head(levels, text, t_mask)))
+        return {"text": s_text, "backbone": s_backbone, "head": s_head}
+
+    return step
+
+
+def ort_step(sessions: Mapping[str, Any], ids: np.ndarray, mask: np.ndarray, images: np.ndarray) -> common.Step:
+    def step() -> dict[str, float]:
+        s_text, (text,) = common.timed(lambda: sessions["text"].run(None, {"input_ids": ids, "attention_mask": mask}))
+        s_backbone, levels = common.timed(lambda: sessions["backbone"].run(None, {"images": images}))
+        feed = head_feed(levels, text, mask)
+        s_head, _ = common.timed(lambda: sessions["head"].run(None, feed))
+        return {"text": s_text, "backbone": s_backbone, "head": s_head}
+
+    return step
+
+
+def head_feed(levels: list[np.ndarray], text: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    feed = dict(zip(LEVELS, levels, strict=True))
+    feed.update(text_features=text, text_mask=mask)
+    return feed
+
+
+def glipcli_sessions(bundle_dir: Path, threads: int) -> tuple[dict[str, Any], dict[str, float]]:
+    """The three sessions as glipcli creates them, and the seconds each took to create."""
+    bundle = load_bundle(bundle_dir, verify_hashes=False)
+    sessions, seconds = {}, {}
+    for graph in GRAPHS:
+        path = bundle.graph_path(graph)
+        created, sessions[graph] = common.timed(lambda p=path: make_session(p, "cpu", threads))
+        seconds[graph] = round(created, 2)
+    return sessions, seconds
+
+
+def compare(
+    model: GLIP,
+    name: str,
+    bundle_dir: Path,
+    sizes: list[tuple[int, int]],
+    threads: int,
+    repeats: int,
+    extra: Mapping[str, Path] | None = None,
+    profile_ops: bool = True,
+    log: Callable[[str], None] = common.log,
+) -> dict[str, Any]:
+    """Timings of eager PyTorch and of each bundle at each input size, plus ORT's op profile."""
+    bundles = {"ort": Path(bundle_dir), **(extra or {})}
+    _check_same_weights(bundles)
+    ids, mask = text_inputs(bundle_dir)
+    sessions, created = {}, {}
+    for label, path in bundles.items():
+        log(f"{name}: creating ONNX Runtime sessions for {label} ({path})")
+        sessions[label], created[label] = glipcli_sessions(path, threads)
+    result: dict[str, Any] = {
+        "model": name,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "prompt": PROMPT,
+        "tokens": int(ids.shape[1]),
+        "threads": threads,
+        "bundles": {label: str(path) for label, path in bundles.items()},
+        "session_create_s": created,
+        "sizes": [],
+    }
+    for height, width in sizes:
+        images = scene(model.cfg, height, width)
+        log(f"{name}: {height}x{width} (input {images.shape[2]}x{images.shape[3]}), {repeats} interleaved rounds")
+        contenders: dict[str, common.Step] = {"torch": torch_step(model, ids, mask, images)}
+        contenders.update({label: ort_step(s, ids, mask, images) for label, s in sessions.items()})
+        timings = common.interleave(contenders, repeats)
+        entry = {
+            "image_hw": [height, width],
+            "input_hw": list(images.shape[2:]),
+            "timings": timings,
+            "speedup_vs_torch": {label: _speedups(timings["torch"], timings[label]) for label in sessions},
+        }
+        if profile_ops:
+            log(f"{name}: ONNX Runtime op profile at {height}x{width}")
+            entry["ort_profile"] = _profiles(bundles["ort"], sessions["ort"], ids, mask, images, threads)
+        result["sizes"].append(entry)
+    return result
+
+
+def _speedups(torch_timing: Mapping[str, Any], ort_timing: Mapping[str, Any]) -> dict[str, float]:
+    t, o = torch_timing["ms"], ort_timing["ms"]
+    speedups = {graph: common.ratio(t[graph], o[graph]) for graph in GRAPHS}
+    speedups["all_graphs"] = common.ratio(torch_timing["total_ms"], ort_timing["total_ms"])
+    speedups["per_image"] = common.ratio(t["backbone"] + t["head"], o["backbone"] + o["head"])
+    return speedups
+
+
+def _profiles(
+    bundle_dir: Path, sessions: Mapping[str, Any], ids: np.ndarray, mask: np.ndarray, images: np.ndarray, threads: int
+) -> dict[str, Any]:
+    bundle = load_bundle(bundle_dir, verify_hashes=False)
+    (text,) = sessions["text"].run(None, {"input_ids": ids, "attention_mask": mask})
+    levels = sessions["backbone"].run(None, {"images": images})
+    feeds = {
+        "text": {"input_ids": ids, "attention_mask": mask},
+        "backbone": {"images": images},
+        "head": head_feed(levels, text, mask),
+    }
+    return {graph: profile.op_profile(bundle.graph_path(graph), feeds[graph], threads) for graph in GRAPHS}
+
+
+def _check_same_weights(bundles: Mapping[str, Path]) -> None:
+    """Comparing exports only makes sense for one set of weights."""
+    digests = {}
+    for label, path in bundles.items():
+        try:
+            digests[label] = json.loads((path / "manifest.json").read_text())["source"].get("sha256")
+        except (OSError, ValueError, KeyError):
+            raise ConfigError(f"{path} is not a model bundle (no readable manifest.json)") from None
+    if len(set(digests.values())) > 1:
+        raise ConfigError(f"bundles hold different weights: {digests}")
+
+
+def print_result(result: Mapping[str, Any]) -> None:
+    labels = list(result["bundles"])
+    for entry in result["sizes"]:
+        rows = []
+        for contender in ["torch", *labels]:
+            t = entry["timings"][contender]
+            speed = entry["speedup_vs_torch"].get(contender, {})
+            rows.append(
+                [
+                    contender,
+                    t["ms"]["text"],
+                    t["ms"]["backbone"],
+                    t["ms"]["head"],
+                    t["total_ms"],
+                    speed.get("per_image", 1.0),
+                    speed.get("all_graphs", 1.0),
+                ]
+            )
+        h, w = entry["input_hw"]
+        common.print_table(
+            f"{result['model']} at {h}x{w}, {result['tokens']} tokens, {result['threads']} thread(s): median ms",
+            ["", "text", "backbone", "head", "total", "speedup/image", "speedup all"],
+            rows,
+        )
+        if "ort_profile" in entry:
+            head = entry["ort_profile"]["head"]
+            rows = [[k, v["ms"], v["share"]] for k, v in list(head["by_module"].items())[:6]]
+            rows += [[f"op {k}", v["ms"], v["share"]] for k, v in list(head["by_op"].items())[:6]]
+            common.print_table(f"where the head's time goes (ORT profiler, {h}x{w})", ["", "ms", "share"], rows)
