@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import inspect
 import json
 import os
 import sys
@@ -1173,3 +1174,21 @@ def tune(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _unwrap(doc: str) -> str:
+    """Docstring paragraphs as one line each, so rich re-wraps them to the terminal's width;
+    indented lines (examples) keep their own lines."""
+    paragraphs = []
+    for block in inspect.cleandoc(doc).split("\n\n"):
+        lines = block.splitlines()
+        if any(line.startswith(" ") for line in lines):
+            paragraphs.append(block)
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+for _command in app.registered_commands:
+    if _command.callback is not None and _command.callback.__doc__:
+        _command.callback.__doc__ = _unwrap(_command.callback.__doc__)
