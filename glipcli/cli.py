@@ -116,8 +116,8 @@ def export(
         bool,
         typer.Option(
             "--compact",
-            help="Round the weights to fp16 (word embeddings to int8 rows) before exporting: about half the "
-            "size, graphs still fp32. Changes the model slightly: check it with glip eval.",
+            help="Round the weights to fp16 (the text encoder's matrices to int8 rows) before exporting: "
+            "stored at 1-2 bytes a value, graphs still fp32. Changes the model slightly: check it with glip eval.",
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle at --out.")] = False,
@@ -146,7 +146,7 @@ def export(
         from glipcli.model.compact import round_weights
 
         round_weights(model)
-        source = {**source, "rounded": "fp16 weights, int8-row word embeddings (glip export --compact)"}
+        source = {**source, "rounded": "fp16 weights, int8-row text encoder matrices (glip export --compact)"}
     name = name or model.cfg.name
     target = out or embedded_models_dir() / (name if precision == "fp32" else f"{name}-{precision}")
     result = export_bundle(

@@ -18,16 +18,19 @@ from onnx import TensorProto, helper, numpy_helper
 MIN_ELEMENTS = 1024  # small tensors are not worth a Cast node
 
 
-def _int8_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    if values.ndim != 2 or values.shape[1] < 16:
+def _int8_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Integers times a power-of-two scale per row (axis 0) or per column (axis 1: a Linear
+    weight the exporter stored transposed for MatMul)."""
+    if values.ndim != 2 or min(values.shape) < 16:
         return None
-    peak = np.abs(values).max(axis=1).astype(np.float64)
-    peak = np.maximum(peak, 2.0**-100)
-    scale = np.exp2(np.ceil(np.log2(peak / 127.0))).astype(np.float32)
-    q = values / scale[:, None]
-    if not np.array_equal(q, np.round(q)) or np.abs(q).max() > 127:
-        return None
-    return q.astype(np.int8), scale
+    for axis in (0, 1):
+        peak = np.abs(values).max(axis=1 - axis).astype(np.float64)
+        peak = np.maximum(peak, 2.0**-100)
+        scale = np.exp2(np.ceil(np.log2(peak / 127.0))).astype(np.float32)
+        q = values / (scale[:, None] if axis == 0 else scale[None, :])
+        if np.array_equal(q, np.round(q)) and np.abs(q).max() <= 127:
+            return q.astype(np.int8), scale, axis
+    return None
 
 
 def compact_graph(path: Path) -> int:
@@ -43,22 +46,29 @@ def compact_graph(path: Path) -> int:
         values = numpy_helper.to_array(init)
         packed = _int8_rows(values)
         if packed is not None:
-            q, scale = packed
+            # Cast + Mul rather than DequantizeLinear: ONNX Runtime fuses a DequantizeLinear feeding a
+            # MatMul into an int8 kernel that quantises the activations too, which is not exact.
+            q, scale, axis = packed
+            scale = scale[:, None] if axis == 0 else scale[None, :]
             kept += [
                 numpy_helper.from_array(q, f"{init.name}__int8"),
                 numpy_helper.from_array(scale, f"{init.name}__scale"),
             ]
-            zero = numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{init.name}__zero")
-            kept.append(zero)
-            nodes.append(
+            nodes += [
                 helper.make_node(
-                    "DequantizeLinear",
-                    [f"{init.name}__int8", f"{init.name}__scale", zero.name],
+                    "Cast",
+                    [f"{init.name}__int8"],
+                    [f"{init.name}__int8_as_float"],
+                    to=TensorProto.FLOAT,
+                    name=f"{init.name}__cast",
+                ),
+                helper.make_node(
+                    "Mul",
+                    [f"{init.name}__int8_as_float", f"{init.name}__scale"],
                     [init.name],
-                    axis=0,
-                    name=f"{init.name}__dequantize",
-                )
-            )
+                    name=f"{init.name}__scale_mul",
+                ),
+            ]
         elif np.array_equal(values.astype(np.float16).astype(np.float32), values):
             kept.append(numpy_helper.from_array(values.astype(np.float16), f"{init.name}__fp16"))
             nodes.append(

@@ -27,12 +27,14 @@ def int8_rows(weight: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def round_weights(model: nn.Module, int8_embeddings: bool = True) -> None:
-    """fp16-round every float parameter and buffer; int8-round word-embedding tables."""
+def round_weights(model: nn.Module, int8_embeddings: bool = True, int8_text: bool = True) -> None:
+    """fp16-round every float parameter and buffer; int8-round word-embedding tables and (with
+    ``int8_text``) every matrix of the language backbone, whose 22M values dominate small models."""
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if not tensor.is_floating_point():
             continue
-        if int8_embeddings and name.endswith("word_embeddings.weight"):
+        text_matrix = int8_text and name.startswith("language_backbone") and tensor.ndim == 2
+        if (int8_embeddings and name.endswith("word_embeddings.weight")) or text_matrix:
             tensor.copy_(int8_rows(tensor.float()))
         else:
             tensor.copy_(tensor.half().float())
