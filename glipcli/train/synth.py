@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,9 @@ def lab(rgb: np.ndarray) -> np.ndarray:
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
 
 
-def _check_combos(combos: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+def _check_combos(combos: Sequence[tuple[str, str]] | AbstractSet[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    if isinstance(combos, AbstractSet):  # a set's order changes with PYTHONHASHSEED: sort it, or scenes would too
+        combos = sorted(combos)
     combos = tuple((str(c), str(s)) for c, s in combos)
     if not combos:
         raise ConfigError("no colour/shape combinations to draw from")
