@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,8 @@ def export_bundle(
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         verify_cfg = dataclasses.replace(cfg, input=_verify_input(cfg.input))
-        graphs = _export_graphs(model, work, tokenizer, cfg, deform, log)
+        # int8 graphs are compacted after quantisation: the quantiser cannot read Cast-fed weights
+        graphs = _export_graphs(model, work, tokenizer, cfg, deform, log, compact=precision != "int8")
         log("verifying fp32 graphs against PyTorch")
         parity = {"fp32": verify_graphs(model, graphs, tokenizer, verify_cfg, "fp32", VERIFY_IMAGES)}
         _require(parity["fp32"], "fp32")
@@ -94,6 +95,7 @@ def export_bundle(
             parity["fp16"] = _verify_reduced(model, graphs, tokenizer, verify_cfg, "fp16", log)
         elif precision == "int8":
             graphs = _quantize(graphs, work, log)
+            _compact(graphs.values(), log)
             parity["int8"] = _verify_reduced(model, graphs, tokenizer, verify_cfg, "int8", log)
         save_tokenizer(tokenizer, work / "tokenizer.json")
         manifest = _manifest(cfg, name, source, precision, deform, graphs, parity, work)
@@ -113,6 +115,7 @@ def _export_graphs(
     deform: str,
     log: Callable,
     dtype: torch.dtype = torch.float32,
+    compact: bool = True,
 ) -> dict[str, Path]:
     chunk = encode_prompt(parse_prompt(VERIFY_PROMPT), tokenizer, cfg.language.max_query_len)[0]
     ids = torch.tensor(chunk.input_ids[None])
@@ -131,11 +134,15 @@ def _export_graphs(
     log(f"exporting {precision}fused head graph (deformable conv as {deform})")
     G.export_head(model, paths["head"], levels, text, mask, deform, dtype)
     model.eval()
-    if dtype == torch.float32:
-        saved = sum(compact_graph(p) for p in paths.values())
-        if saved:
-            log(f"stored exactly representable weights compactly (-{saved / 1e6:.0f} MB)")
+    if dtype == torch.float32 and compact:
+        _compact(paths.values(), log)
     return paths
+
+
+def _compact(paths: Iterable[Path], log: Callable) -> None:
+    saved = sum(compact_graph(p) for p in paths)
+    if saved:
+        log(f"stored exactly representable weights compactly (-{saved / 1e6:.0f} MB)")
 
 
 def _quantize(graphs: dict[str, Path], work: Path, log: Callable) -> dict[str, Path]:

@@ -53,3 +53,15 @@ def test_export_refuses_bad_arguments_in_one_line(tiny_checkpoint, tmp_path):
     assert missing.exit_code != 0 and "nope.pth" in missing.output
     assert "Traceback" not in both.output + missing.output
     assert not (tmp_path / "b").exists()
+
+
+def test_compact_int8_bundle_loads_and_verifies(tiny_checkpoint, tmp_path):
+    """Rounded weights, then int8: the quantiser must see plain weights, and the result must load."""
+    from glipcli.api import Detector
+
+    args = ["export", "--config", tiny_checkpoint / "tiny.json", "--weights", tiny_checkpoint / "tiny.pth"]
+    result = run(*args, "--compact", "--int8", "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["parity"]["int8"]["ok"]
+    Detector.load(tmp_path / "b", device="cpu")
