@@ -86,3 +86,32 @@ def compact_graph(path: Path) -> int:
         graph.node.insert(0, node)
     onnx.save(model, str(path))
     return before - path.stat().st_size
+
+
+def expand_graph(path: Path, dst: Path) -> None:
+    """The inverse of :func:`compact_graph`: every compactly stored weight back as a float32
+    initializer, for tools that expect plain weights (ONNX Runtime's quantiser)."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    produced: dict[str, np.ndarray] = {}
+    dropped_nodes, used = [], set()
+    for node in graph.node:
+        if node.name.endswith("__cast") and node.input[0] in values:
+            produced[node.output[0]] = values[node.input[0]].astype(np.float32)
+        elif node.name.endswith("__scale_mul") and node.input[0] in produced and node.input[1] in values:
+            produced[node.output[0]] = produced.pop(node.input[0]) * values[node.input[1]]
+        else:
+            continue
+        dropped_nodes.append(node)
+        used.update(node.input)
+    if not dropped_nodes:
+        onnx.save(model, str(dst))
+        return
+    kept = [init for init in graph.initializer if init.name not in used]
+    kept += [numpy_helper.from_array(v.astype(np.float32), name) for name, v in produced.items()]
+    for node in dropped_nodes:
+        graph.node.remove(node)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    onnx.save(model, str(dst))

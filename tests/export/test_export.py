@@ -194,3 +194,27 @@ def test_rounded_weights_are_stored_compactly_and_exactly(tiny_model, tiny_bundl
     assert size["text.onnx"] < 0.35 * full["text.onnx"]  # the embedding table dominates the text graph
     assert sum(size.values()) < 0.6 * sum(full.values())
     assert out.manifest["parity"]["fp32"]["max_error"]["token_logits"] < 1e-4
+
+
+def test_compact_graph_expands_back_to_the_same_weights(tiny_model, tmp_path):
+    """expand_graph undoes compact_graph exactly, so tools that need plain weights can read a bundle."""
+    import copy
+
+    import onnx
+    from onnx import numpy_helper
+
+    from glipcli.export.compact import expand_graph
+    from glipcli.model.compact import round_weights
+
+    model = copy.deepcopy(tiny_model)
+    round_weights(model)
+    plain = export_bundle(model, tmp_path / "plain", name="tiny", source={})
+    text = plain.path / "text.onnx"
+    expand_graph(text, tmp_path / "expanded.onnx")
+    expanded = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "expanded.onnx")).graph.initializer}
+    assert not any(name.endswith(("__fp16", "__int8", "__scale")) for name in expanded)
+    import onnxruntime as ort
+
+    feed = {"input_ids": np.array([[101, 2417, 4418, 1012, 102]]), "attention_mask": np.ones((1, 5), dtype=np.int64)}
+    outputs = [ort.InferenceSession(str(p)).run(None, feed)[0] for p in (text, tmp_path / "expanded.onnx")]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
