@@ -100,7 +100,7 @@ def export_bundle(
         save_tokenizer(tokenizer, work / "tokenizer.json")
         manifest = _manifest(cfg, name, source, precision, deform, graphs, parity, work)
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _move_into_place(work, out)
+        move_into_place(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -216,7 +216,8 @@ def _manifest(
     }
 
 
-def _move_into_place(work: Path, out: Path) -> None:
+def move_into_place(work: Path, out: Path) -> None:
+    """Replace ``out`` by the finished folder ``work`` in two renames (never a half-written bundle)."""
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from glipcli.errors import CheckpointError, ConfigError
+from glipcli.export.exporter import move_into_place
 from glipcli.model.checkpoint import sha256_file
 from glipcli.model.glip import GLIP
 from glipcli.prompt import PromptChunk
@@ -179,7 +180,7 @@ def write_tuned_bundle(
         manifest["prompts"] = prompts
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         load_bundle(work)  # what we wrote must open
-        _move_into_place(work, out)
+        move_into_place(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -198,13 +199,3 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:  # another file system, or links not allowed
         shutil.copy2(source, target)
-
-
-def _move_into_place(work: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        work.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        work.rename(out)
