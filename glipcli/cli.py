@@ -42,6 +42,22 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Options several commands share, declared once.
+ModelOption = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model bundle: a name (see exported/) or a folder path.")
+]
+DeviceOption = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or tensorrt.")]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads per graph.")]
+ThresholdOption = Annotated[
+    float,
+    typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Keep detections scoring at least this (0 = all)."),
+]
+MaxDetectionsOption = Annotated[
+    int | None,
+    typer.Option("--max-detections", min=1, help="At most this many detections per image (default: 100)."),
+]
+
+
 def handle_errors(func: F) -> F:
     """Turn GlipError into 'error: <message>' on stderr and its exit code."""
 
@@ -323,19 +339,11 @@ def detect(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model bundle: a name (see exported/) or a folder path.")
-    ] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or tensorrt.")] = "auto",
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads per graph.")] = None,
-    threshold: Annotated[
-        float,
-        typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Keep detections scoring at least this (0 = all)."),
-    ] = DEFAULT_THRESHOLD,
-    max_detections: Annotated[
-        int | None,
-        typer.Option("--max-detections", min=1, help="At most this many detections per image (default: 100)."),
-    ] = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
+    threshold: ThresholdOption = DEFAULT_THRESHOLD,
+    max_detections: MaxDetectionsOption = None,
     ground: Annotated[
         list[str] | None,
         typer.Option(
@@ -608,19 +616,11 @@ def label(
         ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="coco or yolo.")] = "coco",
-    threshold: Annotated[
-        float,
-        typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Keep detections scoring at least this (0 = all)."),
-    ] = DEFAULT_THRESHOLD,
-    max_detections: Annotated[
-        int | None,
-        typer.Option("--max-detections", min=1, help="At most this many detections per image (default: 100)."),
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model bundle: a name (see exported/) or a folder path.")
-    ] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or tensorrt.")] = "auto",
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads per graph.")] = None,
+    threshold: ThresholdOption = DEFAULT_THRESHOLD,
+    max_detections: MaxDetectionsOption = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -773,11 +773,9 @@ def eval_(
     max_detections: Annotated[
         int, typer.Option("--max-detections", min=1, help="At most this many detections per image.")
     ] = 100,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model bundle: a name (see exported/) or a folder path.")
-    ] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or tensorrt.")] = "auto",
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads per graph.")] = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
     workers: Annotated[
         int, typer.Option("--workers", "-w", min=1, help="Threads decoding images ahead of the model.")
     ] = 2,
@@ -1106,9 +1104,7 @@ def tune(
         Path | None,
         typer.Option("--images", "-i", help="Folder --data's file names are relative to (default: images/ beside it)."),
     ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model bundle: a name (see exported/) or a folder path.")
-    ] = None,
+    model: ModelOption = None,
     shots: Annotated[
         int | None, typer.Option("--shots", "-k", min=1, help="Use K labelled images per category (default: all).")
     ] = None,
