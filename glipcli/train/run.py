@@ -16,11 +16,13 @@ from glipcli.model.checkpoint import load_weights, read_state_dict, sha256_file
 from glipcli.model.glip import GLIP
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import DetectionSource
-from glipcli.train.pretrained import load_minilm
-from glipcli.train.synth import TRAIN_COMBOS, SyntheticGrounding
+from glipcli.train.pretrained import init_token_projection, load_minilm
+from glipcli.train.synth import TRAIN_COMBOS, SyntheticGrounding, sample_captions
 from glipcli.train.trainer import LAST, TrainConfig, Trainer, initial_model
 
 StepCallback = Callable[[int, dict[str, float]], None]
+_MAX_PHRASES = 40  # phrases per detection prompt: up to 40 of the 56 trained names, as in long class lists
+_PROJECTION_CAPTIONS = 300  # captions whose tokens set the token projection's principal directions
 
 
 def pretrain_synthetic(
@@ -44,11 +46,17 @@ def pretrain_synthetic(
         )
     model = initial_model(cfg, train_cfg.seed)
     load_minilm(model)
+    tokenizer = build_tokenizer()
+    captions = sample_captions(train_cfg.seed, _PROJECTION_CAPTIONS, TRAIN_COMBOS, max_phrases=_MAX_PHRASES)
+    init_token_projection(model, captions, tokenizer)
     train_cfg = dataclasses.replace(train_cfg, freeze_token_projection=True)
     source = SyntheticGrounding(
-        seed=train_cfg.seed, length=train_cfg.steps * train_cfg.batch_size, combos=TRAIN_COMBOS, max_phrases=40
+        seed=train_cfg.seed,
+        length=train_cfg.steps * train_cfg.batch_size,
+        combos=TRAIN_COMBOS,
+        max_phrases=_MAX_PHRASES,
     )
-    trainer = Trainer(model, source, build_tokenizer(), train_cfg, out)
+    trainer = Trainer(model, source, tokenizer, train_cfg, out)
     if resume:
         trainer.resume()
     elif (Path(out) / LAST).exists():

@@ -27,6 +27,7 @@ from glipcli.train.synth import (
     lab,
     make_sample,
     render_scene,
+    sample_captions,
     sample_colour,
     write_detection_set,
 )
@@ -329,6 +330,20 @@ def test_samples_are_consistent(grounding_prob):
             assert all(0 <= s < e <= len(sample.caption) for s, e in spans)
         is_prompt = set(sample.caption.removesuffix(".").split(". ")) <= vocabulary
         assert is_prompt == (grounding_prob == 0.0), sample.caption
+
+
+def test_sampled_captions_are_training_captions_without_pictures():
+    """The token projection is initialised from these: they must read like training captions."""
+    captions = sample_captions(4, 200, max_phrases=40)
+    assert captions == sample_captions(4, 200, max_phrases=40) and captions != sample_captions(5, 200, max_phrases=40)
+    vocabulary = {f"{c} {s}" for c, s in TRAIN_COMBOS} | ISSUE_COLOURS | ISSUE_SHAPES
+    prompts = [c for c in captions if set(c.removesuffix(".").split(". ")) <= vocabulary]
+    assert 0.5 < len(prompts) / len(captions) < 0.9  # both kinds, mostly detection prompts as in training
+    assert max(len(p.split(". ")) for p in prompts) > 12  # long class lists reach max_phrases
+    for caption in captions:
+        assert not any(f"{colour} {shape}" in caption for colour, shape in HELD_OUT)
+    only = sample_captions(0, 30, [("red", "circle")], grounding_prob=0.0)
+    assert all(set(c.removesuffix(".").split(". ")) <= {"red circle", "red", "circle"} for c in only)
 
 
 def test_dataset_is_a_pure_function_of_seed_and_index():
