@@ -48,6 +48,14 @@ ModelOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or tensorrt.")]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads per graph.")]
+CompactOption = Annotated[
+    bool,
+    typer.Option(
+        "--compact",
+        help="Round the weights to fp16 (the text encoder's matrices to int8 rows) before exporting: "
+        "stored at 1-2 bytes a value, graphs still fp32. Changes the model slightly: check it with glip eval.",
+    ),
+]
 ThresholdOption = Annotated[
     float,
     typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Keep detections scoring at least this (0 = all)."),
@@ -128,14 +136,7 @@ def export(
         typer.Option("--deform", help="Deformable conv in the graph: grid_sample (default) or deform_conv."),
     ] = "grid_sample",
     name: Annotated[str | None, typer.Option("--name", help="Model name recorded in the bundle.")] = None,
-    compact: Annotated[
-        bool,
-        typer.Option(
-            "--compact",
-            help="Round the weights to fp16 (the text encoder's matrices to int8 rows) before exporting: "
-            "stored at 1-2 bytes a value, graphs still fp32. Changes the model slightly: check it with glip eval.",
-        ),
-    ] = False,
+    compact: CompactOption = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle at --out.")] = False,
 ) -> None:
     """Turn a GLIP checkpoint into a self-verified ONNX bundle (text, backbone, fused head).
@@ -159,10 +160,7 @@ def export(
     console.print(f"loading [bold]{checkpoint}[/] with config [bold]{config}[/]")
     model, source = build_from_checkpoint(config, checkpoint, str(bert_config) if bert_config else None)
     if compact:
-        from glipcli.model.compact import round_weights
-
-        round_weights(model)
-        source = {**source, "rounded": "fp16 weights, int8-row text encoder matrices (glip export --compact)"}
+        source = _round_for_export(model, source)
     name = name or model.cfg.name
     target = out or embedded_models_dir() / (name if precision == "fp32" else f"{name}-{precision}")
     result = export_bundle(
@@ -184,6 +182,14 @@ def export(
     else:
         console.print(f"[yellow]not verified here[/]: {parity['reason']}")
     console.print(f"wrote [bold]{result.path}[/] ({size:.0f} MB) in {result.seconds:.0f} s")
+
+
+def _round_for_export(model: Any, source: dict[str, Any]) -> dict[str, Any]:
+    """Apply --compact to ``model`` in place; returns the provenance that says so."""
+    from glipcli.model.compact import round_weights
+
+    round_weights(model)
+    return {**source, "rounded": "fp16 weights, int8-row text encoder matrices (glip export --compact)"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,16 +312,17 @@ def _print_detections(
     (console if table else err_console).print(summary, highlight=False)
 
 
-def _tuned_note(detector: Any, prepared: Any) -> None:
-    """Say on stderr whether the model's tuned prompts apply to this prompt (stdout may carry JSON)."""
+def _tuned_note(detector: Any, captions: list[str]) -> None:
+    """Say on stderr whether the model's tuned prompts apply to a prompt's chunk ``captions``
+    (stdout may carry JSON)."""
     from rich.markup import escape
 
     tuned = detector.tuned_captions
     if not tuned:
         return
-    used = [chunk.caption for chunk in prepared.chunks if chunk.caption in tuned]
+    used = [caption for caption in captions if caption in tuned]
     if used:
-        share = f" ({len(used)} of {len(prepared.chunks)} chunks)" if len(used) < len(prepared.chunks) else ""
+        share = f" ({len(used)} of {len(captions)} chunks)" if len(used) < len(captions) else ""
         err_console.print(f"using tuned prompt {escape(repr(used[0]))}{share}", highlight=False, soft_wrap=True)
     else:
         known = ", ".join(repr(c) for c in sorted(tuned)[:3]) + (", ..." if len(tuned) > 3 else "")
@@ -411,7 +418,7 @@ def detect(
     detector = Detector.load(model, device=device, threads=threads)
     prepared = detector.prepare_prompt(prompt)
     if not quiet:
-        _tuned_note(detector, prepared)
+        _tuned_note(detector, [chunk.caption for chunk in prepared.chunks])
     records = []
     for i, path in enumerate(images):
         start = time.perf_counter()
@@ -705,7 +712,7 @@ def label(
     # with Ray the workers run the model; here it only tokenises the prompt and names the graphs
     detector = Detector.load(model, device="cpu" if engine == "ray" else device, threads=threads)
     if not quiet:
-        _tuned_note(detector, detector.prepare_prompt(classes))
+        _tuned_note(detector, [chunk.caption for chunk in detector.prepare_prompt(classes).chunks])
     try:
         with _ProgressDisplay("labelling", quiet) as display:
             summary = label_folder(
@@ -790,7 +797,8 @@ def eval_(
     are left out of the evaluation. Boxes are converted with GLIP's +1 (w = x2 - x1 + 1).
 
     Images of the ground truth that are missing or unreadable are skipped, with their
-    annotations, and reported.
+    annotations, and reported. A bundle from `glip tune` uses its tuned prompt when the classes
+    are exactly the tuned ones; stderr says whether it did.
 
     [bold]Exit codes[/]: 0 all images evaluated; 2 evaluated, but some images were skipped;
     1 no result (bad ground truth, prompt file or model).
@@ -829,6 +837,7 @@ def eval_(
             raise ConfigError(f"cannot write {json_out}: {exc.strerror or exc}") from None
     if not quiet:
         _print_metrics(report)
+        _tuned_note(detector, report.captions)
     raise typer.Exit(report.exit_code)
 
 
@@ -985,6 +994,7 @@ def train(
     export_to: Annotated[
         Path | None, typer.Option("--export", help="After training, export a verified bundle to this folder.")
     ] = None,
+    compact: CompactOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a GLIP with GLIP's own grounding objective: pre-train glip-nano on synthetic shapes,
@@ -1008,7 +1018,7 @@ def train(
 
     [bold]Examples[/]
 
-      glip train --config glip-nano --out runs/glip-nano --export exported/glip-nano
+      glip train --config glip-nano --out runs/glip-nano --export my-nano --compact
 
       glip train --out runs/glip-nano --resume
 
@@ -1028,6 +1038,10 @@ def train(
         raise ConfigError("fine-tuning needs --init: a checkpoint file (e.g. runs/glip-nano/model.pth) or a preset")
     if pseudo is None and pseudo_images is not None:
         raise ConfigError("--pseudo-images needs --pseudo")
+    if compact and export_to is None:
+        raise ConfigError("--compact applies to the exported bundle: add --export FOLDER")
+    if export_to is not None and export_to.exists() and any(export_to.iterdir()):
+        raise ConfigError(f"--export {export_to} already holds files: remove them or export elsewhere")
     kind = mode if data is not None else "pretrain"
     settings: dict[str, Any] = dict(
         steps=steps,
@@ -1081,12 +1095,13 @@ def train(
             model, source_info = build_from_checkpoint(config or "glip-nano", weights)
         else:
             source_info = {"checkpoint": weights.name, "sha256": sha256_file(weights), "config": model.cfg.name}
+        if compact:
+            source_info = _round_for_export(model, source_info)
         result = export_bundle(
             model.eval(),
             export_to,
             name=model.cfg.name,
             source=source_info,
-            overwrite=True,
             log=lambda msg: console.print(f"  {msg}"),
         )
         console.print(f"exported [bold]{result.path}[/]")

@@ -47,6 +47,9 @@ def coco_metrics(ground_truth: dict[str, Any], results: list[dict[str, Any]]) ->
     gt = COCO()
     gt.dataset = copy.deepcopy(ground_truth)
     gt.dataset.setdefault("info", {})
+    for annotation in gt.dataset.get("annotations", []):
+        if "area" not in annotation and "bbox" in annotation:  # optional in many exporters' files
+            annotation["area"] = float(annotation["bbox"][2]) * float(annotation["bbox"][3])
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
     names = {c["id"]: c["name"] for c in ground_truth.get("categories", [])}

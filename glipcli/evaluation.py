@@ -40,13 +40,14 @@ EVAL_MAX_DETECTIONS = 100
 class EvalReport:
     metrics: Metrics
     model: str
-    prompt: str  # the captions the text encoder saw
+    prompt: str  # the captions the text encoder saw, joined
     categories: dict[int, str]  # evaluated category id -> the prompt label that detects it
     unused: list[str] = field(default_factory=list)  # ground-truth categories not in the prompt file
     skipped: list[Skipped] = field(default_factory=list)  # images not evaluated, with why
     threshold: float = 0.0
     max_detections: int = EVAL_MAX_DETECTIONS
     seconds: float = 0.0
+    captions: list[str] = field(default_factory=list)  # the same, one per prompt chunk
 
     @property
     def exit_code(self) -> int:
@@ -156,6 +157,7 @@ def evaluate_folder(
         threshold=threshold,
         max_detections=max_detections,
         seconds=time.perf_counter() - start,
+        captions=[chunk.caption for chunk in prepared.chunks],
     )
 
 

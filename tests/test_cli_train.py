@@ -74,6 +74,28 @@ def test_bad_data_stops_before_any_training(gold, source, tmp_path):
     assert not (out / "last.pt").exists()
 
 
+def test_export_after_training_can_be_compact(gold, source, tmp_path):
+    out, bundle = tmp_path / "run", tmp_path / "bundle"
+    args = ["train", "--data", gold, "--init", source[1], "--mode", "head", "--out", out, *FAST]
+    result = invoke(*args, "--export", bundle, "--compact")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert "glip export --compact" in manifest["source"]["rounded"]
+    assert manifest["source"]["checkpoint"] == "model.pth"
+
+
+@pytest.mark.parametrize("case", ["compact without export", "export target holds files"])
+def test_export_options_are_checked_before_training(gold, source, tmp_path, case):
+    out, bundle = tmp_path / "run", tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "keep.txt").write_text("mine")
+    extra = ["--compact"] if case == "compact without export" else ["--export", bundle]
+    result = invoke("train", "--data", gold, "--init", source[1], "--out", out, *FAST, *extra)
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert ("add --export" if "compact" in case else "already holds files") in result.stderr
+    assert not (out / "last.pt").exists() and (bundle / "keep.txt").read_text() == "mine"
+
+
 def test_tune_writes_a_bundle_that_detect_and_info_describe(gold, source, tmp_path):
     bundle, weights = source
     out = tmp_path / "tuned"
@@ -91,6 +113,8 @@ def test_tune_writes_a_bundle_that_detect_and_info_describe(gold, source, tmp_pa
     assert other.exit_code == 0 and "untuned text encoder is used" in other.stderr
     plain = invoke("detect", image, "cat. dog", "--model", bundle, "--device", "cpu")
     assert "tuned" not in plain.stderr
+    scored = invoke("eval", gold, "--model", out, "--device", "cpu")
+    assert scored.exit_code == 0 and "using tuned prompt 'cat. dog.'" in scored.stderr, scored.output
 
 
 def test_tune_refuses_weights_the_bundle_was_not_exported_from(gold, source, tmp_path):

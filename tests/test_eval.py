@@ -90,6 +90,15 @@ def test_map_equals_pycocotools_on_the_same_detections(detector, dataset, tmp_pa
     assert (report.metrics.map, report.metrics.map50, report.metrics.map75) == (stats[0], stats[1], stats[2])
     assert report.metrics.detections == len(detections) and report.exit_code == 0
     assert report.prompt == "red circle. blue square. yellow triangle."
+    assert report.captions == [report.prompt]
+
+    # "area" is optional in many exporters' files: the box's area stands in, and nothing else changes.
+    for annotation in gt["annotations"]:
+        del annotation["area"]
+    no_area = tmp_path / "no_area.json"
+    no_area.write_text(json.dumps(gt))
+    again = evaluate_folder(no_area, dataset.parent / "images", detector=detector)
+    assert (again.metrics.map, again.metrics.map50) == (report.metrics.map, report.metrics.map50)
 
 
 def test_category_prompt_maps_a_prompt_file_by_name():

@@ -15,6 +15,12 @@ from glipcli.prompt import PromptChunk
 from glipcli.runtime.engine import HeadOutputs
 
 
+def _tensor(array: np.ndarray, dtype: type | None = None) -> torch.Tensor:
+    """Zero-copy when possible; a copy when ``array`` is read-only (tuned features memory-mapped
+    from a bundle), which torch.from_numpy would share and warn about."""
+    return torch.from_numpy(np.require(array, dtype=dtype, requirements=["C", "W"]))
+
+
 class TorchEngine:
     def __init__(self, model: GLIP) -> None:
         self.model = model.eval()
@@ -32,15 +38,15 @@ class TorchEngine:
     @torch.no_grad()
     def backbone(self, images: np.ndarray) -> list[np.ndarray]:
         self.runs["backbone"] += 1
-        return [p.numpy() for p in self.model.encode_image(torch.from_numpy(np.ascontiguousarray(images)))]
+        return [p.numpy() for p in self.model.encode_image(_tensor(images))]
 
     @torch.no_grad()
     def head(self, levels: list[np.ndarray], text_features: np.ndarray, text_mask: np.ndarray) -> HeadOutputs:
         self.runs["head"] += 1
         out = self.model.head(
-            [torch.from_numpy(np.ascontiguousarray(p)) for p in levels],
-            torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32)),
-            torch.from_numpy(np.ascontiguousarray(text_mask, dtype=np.int64)),
+            [_tensor(p) for p in levels],
+            _tensor(text_features, np.float32),
+            _tensor(text_mask, np.int64),
         )
         boxes, centerness, logits = (t.numpy() for t in self.model.decode(out))
         return HeadOutputs(boxes, centerness, logits)
