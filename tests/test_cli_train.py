@@ -122,3 +122,25 @@ def test_tune_refuses_weights_the_bundle_was_not_exported_from(gold, source, tmp
     torch.save({"model": {}}, other)
     result = invoke("tune", "--data", gold, "--model", source[0], "--weights", other, "--out", tmp_path / "t", *FAST)
     assert result.exit_code == 1 and "is not the checkpoint bundle" in result.stderr
+
+
+def test_pretraining_glip_nano_starts_from_minilm_and_the_principal_projection(tmp_path):
+    """The documented command itself, one step: the text side is MiniLM's and stays fixed, the token
+    projection is orthogonal and centred, and a second run is bit-identical."""
+    from glipcli.train.pretrained import minilm_weights_path
+    from safetensors.torch import load_file
+
+    runs = []
+    for name in ("a", "b"):
+        result = invoke("train", "--config", "glip-nano", "--out", tmp_path / name, *FAST)
+        assert result.exit_code == 0, result.output
+        runs.append(torch.load(tmp_path / name / "model.pth", weights_only=True))
+    weights = runs[0]["model"]
+    assert runs[0]["config"]["name"] == "glip-nano"
+    assert all(torch.equal(weights[k], runs[1]["model"][k]) for k in weights)
+    minilm = load_file(str(minilm_weights_path()))
+    key = "encoder.layer.5.output.dense.weight"
+    assert torch.equal(weights[f"language_backbone.body.model.{key}"], minilm[key])
+    projection = weights["rpn.head.dot_product_projection_text.weight"].double()
+    gram = projection @ projection.T
+    assert torch.allclose(gram, gram[0, 0] * torch.eye(len(gram), dtype=gram.dtype), atol=1e-5 * float(gram[0, 0]))

@@ -51,8 +51,9 @@ class TrainConfig:
     workers: int = 1
     threads: int | None = None
     trainable: str = "all"  # all | head | prompt (GLIP's full, linear_prob-like and language_prompt_v2)
-    # Keep the text side of the token dot product at its random init: learned from scratch, it
-    # collapsed every word onto one "objectness" direction before the image side told colours apart.
+    # Keep the text side of the token dot product at its initialisation (for glip-nano: the captions'
+    # principal directions, pretrained.init_token_projection). Learned from scratch, it collapsed every
+    # word onto one "objectness" direction before the image side told colours apart.
     freeze_token_projection: bool = False
     loss: LossConfig = field(default_factory=LossConfig)
 
