@@ -44,6 +44,8 @@ def pretrain_synthetic(
             f"config {cfg.name!r} has a {cfg.language.bert['num_hidden_layers']}-layer, "
             f"{cfg.language.bert['hidden_size']}-wide BERT"
         )
+    if train_cfg.threads:  # the projection's SVD sums in a thread-dependent order: same threads, same bits
+        torch.set_num_threads(train_cfg.threads)
     model = initial_model(cfg, train_cfg.seed)
     load_minilm(model)
     tokenizer = build_tokenizer()
