@@ -56,9 +56,10 @@ def init_token_projection(model: GLIP, captions: Sequence[str], tokenizer: Token
     projected onto the top principal components of the features the head will score (with
     ``x / 2`` as the head applies it), words sit about ``1.4 * norm`` apart and nothing is shared.
     The layer keeps its shape: this is an initialisation, the checkpoint layout is GLIP's.
+    The features are the language backbone's, which is what the head scores without GLIP's fused
+    dot product (glip-nano); with it, the head scores them after fusion and this is an approximation.
     """
-    head = model.rpn.head
-    proj = head.dot_product_projection_text
+    proj = model.rpn.head.dot_product_projection_text
     out_dim = proj.out_features
     feats = []
     was_training = model.language_backbone.training
