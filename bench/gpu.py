@@ -115,25 +115,11 @@ def torch_contender(model: Any, ids: np.ndarray, mask: np.ndarray, images: np.nd
     return step
 
 
-def ort_sessions(bundle_dir: Path, device: str) -> tuple[dict[str, Any], dict[str, float]]:
-    """The three sessions exactly as glipcli creates them for ``device``, and creation seconds."""
-    from glipcli.runtime.bundle import GRAPHS, load_bundle
-    from glipcli.runtime.sessions import make_session
-
-    bundle = load_bundle(bundle_dir, verify_hashes=False)
-    sessions, seconds = {}, {}
-    for graph in GRAPHS:
-        path = bundle.graph_path(graph)
-        created, sessions[graph] = common.timed(lambda p=path: make_session(p, device))
-        seconds[graph] = round(created, 2)
-    return sessions, seconds
-
-
 def measure_ort(bundle_dir: Path, device: str, inputs: dict[str, np.ndarray], repeats: int) -> dict[str, Any]:
     """Session creation and per-graph timings of one bundle on one ONNX Runtime device."""
-    from bench.ort_vs_torch import ort_step
+    from bench.ort_vs_torch import glipcli_sessions, ort_step
 
-    sessions, created = ort_sessions(bundle_dir, device)
+    sessions, created = glipcli_sessions(bundle_dir, device=device)
     provider = sessions["head"].get_providers()[0]
     if device != "cpu" and provider == "CPUExecutionProvider":
         raise RuntimeError(f"ONNX Runtime could not start its {device} provider and fell back to the CPU")
@@ -153,11 +139,11 @@ def images_per_s(timing: dict[str, Any]) -> float:
 
 def output_parity(fp32_dir: Path, fp16_dir: Path, device: str, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
     """Largest normalised differences of the fp16 bundle's head outputs from the fp32 bundle's."""
-    from bench.ort_vs_torch import ort_step
+    from bench.ort_vs_torch import glipcli_sessions, ort_step
 
     outputs = {}
     for label, path in (("fp32", fp32_dir), ("fp16", fp16_dir)):
-        sessions, _ = ort_sessions(path, device)
+        sessions, _ = glipcli_sessions(path, device=device)
         captured: dict[str, Any] = {}
         run = sessions["head"].run
         sessions["head"] = _Capture(run, captured)

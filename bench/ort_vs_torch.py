@@ -74,13 +74,15 @@ def head_feed(levels: list[np.ndarray], text: np.ndarray, mask: np.ndarray) -> d
     return feed
 
 
-def glipcli_sessions(bundle_dir: Path, threads: int) -> tuple[dict[str, Any], dict[str, float]]:
-    """The three sessions as glipcli creates them, and the seconds each took to create."""
+def glipcli_sessions(
+    bundle_dir: Path, threads: int | None = None, device: str = "cpu"
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The three sessions exactly as glipcli creates them for ``device``, and creation seconds."""
     bundle = load_bundle(bundle_dir, verify_hashes=False)
     sessions, seconds = {}, {}
     for graph in GRAPHS:
         path = bundle.graph_path(graph)
-        created, sessions[graph] = common.timed(lambda p=path: make_session(p, "cpu", threads))
+        created, sessions[graph] = common.timed(lambda p=path: make_session(p, device, threads))
         seconds[graph] = round(created, 2)
     return sessions, seconds
 
