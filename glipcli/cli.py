@@ -197,6 +197,7 @@ def _round_for_export(model: Any, source: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 _GLOB_CHARS = frozenset("*?[")
+ONE_LABEL_IOU = 0.5  # --one-label: boxes overlapping this much are taken for one object
 
 
 def _exists(arg: str | Path, kind: str = "any") -> bool:
@@ -375,6 +376,14 @@ def detect(
     json_out: Annotated[
         str | None, typer.Option("--json", help="Write detections as JSON to this file, or '-' for stdout.")
     ] = None,
+    one_label: Annotated[
+        bool,
+        typer.Option(
+            "--one-label",
+            help="One label per object: where boxes of different labels overlap (IoU >= 0.5), keep the "
+            "best-scoring. GLIP keeps each label's boxes, so one object may carry several labels.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Detect the objects a prompt names, in one or more images.
@@ -397,6 +406,8 @@ def detect(
       glip detect img.jpg "a man walking a dog on the beach" --ground "man" --ground "dog"
 
       glip detect img.jpg --prompt-file classes.txt --json -
+
+      glip detect img.jpg "red heart. red circle. blue circle" --one-label --out out.png
     """
     from glipcli.api import Detector, result_record, to_prompt
     from glipcli.draw import annotate, save_image
@@ -424,6 +435,8 @@ def detect(
         start = time.perf_counter()
         rgb = load_image(path)
         detections = detector(rgb, prepared, threshold=threshold, max_detections=max_detections)
+        if one_label:
+            detections = detections.with_nms(threshold=ONE_LABEL_IOU, class_agnostic=True)
         size_wh = (rgb.shape[1], rgb.shape[0])
         if targets is not None:
             save_image(targets[i], annotate(rgb, detections))
