@@ -127,8 +127,9 @@ def test_tune_refuses_weights_the_bundle_was_not_exported_from(gold, source, tmp
 def test_pretraining_glip_nano_starts_from_minilm_and_the_principal_projection(tmp_path):
     """The documented command itself, one step: the text side is MiniLM's and stays fixed, the token
     projection is orthogonal and centred, and a second run is bit-identical."""
-    from glipcli.train.pretrained import minilm_weights_path
     from safetensors.torch import load_file
+
+    from glipcli.train.pretrained import minilm_weights_path
 
     runs = []
     for name in ("a", "b"):

@@ -77,7 +77,8 @@ def test_examples_label_into_coco(tmp_path):
 
 def _detect_json(*options: str) -> list[dict]:
     prompt = "red heart. blue circle. black cross. white circle"
-    result = CliRunner().invoke(app, ["detect", str(EXAMPLES / "images" / "000004.png"), prompt, "--json", "-", *options])
+    image = str(EXAMPLES / "images" / "000004.png")
+    result = CliRunner().invoke(app, ["detect", image, prompt, "--json", "-", *options])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)["detections"]
 
@@ -93,5 +94,5 @@ def test_one_label_keeps_the_best_label_of_each_object():
     assert one[0] == every[0] and all(d in every for d in one)  # a subset, best first, nothing altered
     for d in every:  # a box is dropped only for a better-scoring kept box over the same object
         if d not in one:
-            rivals = [k for k in one if box_iou_batch(np.array([d["box_xyxy"]]), np.array([k["box_xyxy"]]))[0, 0] >= 0.5]
+            rivals = [k for k in one if box_iou_batch(boxes([d]), boxes([k]))[0, 0] >= 0.5]
             assert rivals and max(k["score"] for k in rivals) >= d["score"]

@@ -264,7 +264,8 @@ def test_detection_prompts_ground_each_phrase_in_the_right_boxes():
             # per-word targets: every word describing the object, wherever it stands
             assert sorted(texts) == sorted(w for p in phrases for w in p.split() if words_of(w, colour, shape))
         assert any(spans), caption
-        seen_bare |= any(" " not in p and any(p in {c, s} for c, s in zip(scene.colours, scene.shapes)) for p in phrases)
+        present_words = set(scene.colours) | set(scene.shapes)
+        seen_bare |= any(" " not in p and p in present_words for p in phrases)
         seen_hard_negative |= any(p in {"red star", "blue circle", "red heart", "yellow star"} for p in phrases)
     assert seen_bare and seen_hard_negative
 
@@ -425,8 +426,7 @@ def test_a_set_of_combinations_draws_the_same_scenes_in_every_process():
     import sys
 
     code = (
-        "from glipcli.train.synth import HELD_OUT, render_scene, _rng, _check_combos;"
-        "print(_check_combos(HELD_OUT)[:3])"
+        "from glipcli.train.synth import HELD_OUT, render_scene, _rng, _check_combos;print(_check_combos(HELD_OUT)[:3])"
     )
     outs = {
         subprocess.run(
