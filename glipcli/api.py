@@ -44,6 +44,9 @@ shows boxes above 0.5, which drops many plausible open-vocabulary matches; 0.4 l
 Use 0 with the default max_detections for the official, unthresholded output (evaluation).
 """
 
+ONE_LABEL_IOU = 0.5
+"""Boxes of different labels overlapping this much are taken for one object (``one_label_per_object``)."""
+
 ImageInput = np.ndarray | str | Path
 
 
@@ -265,6 +268,15 @@ def _to_supervision(raw: RawDetections, labels: Sequence[str], threshold: float)
         class_id=(keep.labels - 1).astype(np.int64),
         data={"class_name": names[keep.labels - 1], "label_id": keep.labels.astype(np.int64)},
     )
+
+
+def one_label_per_object(detections: sv.Detections, iou: float = ONE_LABEL_IOU) -> sv.Detections:
+    """The best-scoring label of each object, in the given order, other fields untouched.
+
+    GLIP scores every label at every box and keeps each label's boxes, so an object sharing a word
+    with several phrases carries several labels; supervision's class-agnostic NMS keeps one.
+    """
+    return detections.with_nms(threshold=iou, class_agnostic=True)
 
 
 def result_record(image: str, size_wh: tuple[int, int], prompt: str, detections: sv.Detections) -> dict[str, Any]:

@@ -64,6 +64,14 @@ MaxDetectionsOption = Annotated[
     int | None,
     typer.Option("--max-detections", min=1, help="At most this many detections per image (default: 100)."),
 ]
+OneLabelOption = Annotated[
+    bool,
+    typer.Option(
+        "--one-label",
+        help="One label per object: where boxes of different labels overlap (IoU >= 0.5), keep the "
+        "best-scoring. GLIP keeps each label's boxes, so one object may carry several labels.",
+    ),
+]
 
 
 def handle_errors(func: F) -> F:
@@ -197,7 +205,6 @@ def _round_for_export(model: Any, source: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 _GLOB_CHARS = frozenset("*?[")
-ONE_LABEL_IOU = 0.5  # --one-label: boxes overlapping this much are taken for one object
 
 
 def _exists(arg: str | Path, kind: str = "any") -> bool:
@@ -376,14 +383,7 @@ def detect(
     json_out: Annotated[
         str | None, typer.Option("--json", help="Write detections as JSON to this file, or '-' for stdout.")
     ] = None,
-    one_label: Annotated[
-        bool,
-        typer.Option(
-            "--one-label",
-            help="One label per object: where boxes of different labels overlap (IoU >= 0.5), keep the "
-            "best-scoring. GLIP keeps each label's boxes, so one object may carry several labels.",
-        ),
-    ] = False,
+    one_label: OneLabelOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Detect the objects a prompt names, in one or more images.
@@ -409,7 +409,7 @@ def detect(
 
       glip detect img.jpg "red heart. red circle. blue circle" --one-label --out out.png
     """
-    from glipcli.api import Detector, result_record, to_prompt
+    from glipcli.api import Detector, one_label_per_object, result_record, to_prompt
     from glipcli.draw import annotate, save_image
     from glipcli.io.coco import write_json_atomic
     from glipcli.io.images import load_image
@@ -436,7 +436,7 @@ def detect(
         rgb = load_image(path)
         detections = detector(rgb, prepared, threshold=threshold, max_detections=max_detections)
         if one_label:
-            detections = detections.with_nms(threshold=ONE_LABEL_IOU, class_agnostic=True)
+            detections = one_label_per_object(detections)
         size_wh = (rgb.shape[1], rgb.shape[0])
         if targets is not None:
             save_image(targets[i], annotate(rgb, detections))
@@ -638,6 +638,7 @@ def label(
     fmt: Annotated[str, typer.Option("--format", "-f", help="coco or yolo.")] = "coco",
     threshold: ThresholdOption = DEFAULT_THRESHOLD,
     max_detections: MaxDetectionsOption = None,
+    one_label: OneLabelOption = False,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
@@ -682,6 +683,9 @@ def label(
     run. The output is replaced atomically at the end, then the journal is removed. A second run writing the
     same output at the same time is refused.
 
+    [bold]--one-label[/] applies when the output is written: the journal keeps GLIP's output, so a run resumed
+    with or without it is consistent.
+
     [bold]Tuned prompts[/] (`glip tune`) are used when the classes are exactly the tuned ones; stderr says so.
 
     [bold]Bad files[/] (empty, truncated, not an image, too large, unreadable, broken links, link loops) are
@@ -703,6 +707,8 @@ def label(
       glip label photos/ --prompt-file classes.txt --format yolo --out dataset/labels/
 
       glip label photos/ --prompt-file classes.txt --out photos.json --resume
+
+      glip label photos/ --prompt-file classes.txt --one-label --threshold 0.5
 
       glip label photos/ --prompt-file classes.txt --engine ray --address auto --num-workers 8 --gpus-per-worker 1
     """
@@ -736,6 +742,7 @@ def label(
                 fmt=fmt,
                 threshold=threshold,
                 max_detections=max_detections,
+                one_label=one_label,
                 batch_size=batch_size,
                 workers=workers,
                 resume=resume,

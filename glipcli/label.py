@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from glipcli import __version__
-from glipcli.api import DEFAULT_THRESHOLD, Detector, PreparedPrompt
+from glipcli.api import DEFAULT_THRESHOLD, Detector, PreparedPrompt, one_label_per_object
 from glipcli.errors import ConfigError, DataError, ImageError
 from glipcli.io.coco import coco_annotations, coco_categories, coco_image, write_coco_atomic, write_json_atomic
 from glipcli.io.folder import list_images
@@ -151,6 +151,7 @@ def label_folder(
     fmt: str = "coco",
     threshold: float = DEFAULT_THRESHOLD,
     max_detections: int | None = None,
+    one_label: bool = False,
     batch_size: int = 1,
     workers: int = 2,
     resume: bool = False,
@@ -166,6 +167,9 @@ def label_folder(
     ``batch_size`` > 1 consecutive images of the sorted listing share a backbone run (padding
     changes scores slightly, see glipcli.runtime.engine); batches are fixed blocks of the
     listing, so a resumed run batches exactly as an uninterrupted one.
+
+    ``one_label`` keeps the best-scoring label of each object (:func:`api.one_label_per_object`)
+    when the output is written; journals hold GLIP's output either way.
 
     ``engine="ray"`` runs the model in ``num_workers`` Ray actors (``gpus_per_worker`` GPUs each)
     on the cluster at ``address`` (default: a Ray already initialised, else a local one), each
@@ -250,12 +254,15 @@ def label_folder(
         shards.open_new()
 
         def records() -> Iterator[dict[str, Any]]:
-            return _in_id_order([journal, *shards.journals])
+            ordered = _in_id_order([journal, *shards.journals])
+            return map(_one_label, ordered) if one_label else ordered
 
         labelled, boxes, failed = _totals(records())
         skipped += refused + failed
         if fmt == "coco":
-            _write_coco(out, records, prepared.prompt, _info(detector, prepared, threshold, limit, batch_size))
+            _write_coco(
+                out, records, prepared.prompt, _info(detector, prepared, threshold, limit, batch_size, one_label)
+            )
         else:
             _write_yolo(out, records, prepared.labels)
         _write_errors(out, skipped)
@@ -435,7 +442,7 @@ def _header(
 
 
 def _info(
-    detector: Detector, prepared: PreparedPrompt, threshold: float, limit: int, batch_size: int
+    detector: Detector, prepared: PreparedPrompt, threshold: float, limit: int, batch_size: int, one_label: bool
 ) -> dict[str, Any]:
     manifest = detector.bundle.manifest
     return {
@@ -447,6 +454,7 @@ def _info(
         "prompt": _prompt_text(prepared),
         "threshold": threshold,
         "max_detections": limit,
+        "one_label": one_label,
         "batch_size": batch_size,
         "bbox": "[x1, y1, x2 - x1 + 1, y2 - y1 + 1] of GLIP's inclusive pixel boxes",
         "tool": f"glipcli {__version__}",
@@ -579,6 +587,22 @@ def _totals(records: Iterable[dict[str, Any]]) -> tuple[int, int, list[Skipped]]
 
 
 Records = Callable[[], Iterator[dict[str, Any]]]
+
+
+def _one_label(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with only the best-scoring label of each object; values exactly as journaled."""
+    if "skipped" in record or len(record["scores"]) < 2:
+        return record
+    import supervision as sv
+
+    detections = sv.Detections(
+        xyxy=np.asarray(record["boxes"], dtype=np.float32).reshape(-1, 4),
+        confidence=np.asarray(record["scores"], dtype=np.float32),
+        class_id=np.asarray(record["labels"], dtype=np.int64) - 1,
+        data={"index": np.arange(len(record["scores"]))},
+    )
+    keep = one_label_per_object(detections).data["index"].tolist()
+    return {**record, **{key: [record[key][i] for i in keep] for key in ("boxes", "scores", "labels")}}
 
 
 def _labelled(records: Records) -> Iterator[dict[str, Any]]:

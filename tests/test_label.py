@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
+from supervision import box_iou_batch
 
 from glipcli.api import Detector
 from glipcli.errors import ConfigError, DataError
@@ -217,6 +218,34 @@ def test_resume_equals_an_uninterrupted_run(detector, tmp_path, batch_size, stop
     first, second = (json.loads(p.read_text()) for p in (tmp_path / "whole.json", out))
     assert without_date(first) == without_date(second)
     assert not journal_path(out).exists()
+
+
+def test_one_label_keeps_the_best_label_per_object_and_resumes_any_journal(detector, tmp_path):
+    """--one-label filters what is written, not what is journaled: a run interrupted without it and
+    resumed with it equals a fresh --one-label run, which is GLIP's output less cross-label duplicates."""
+    root = tmp_path / "imgs"
+    make_images(root, 6)
+    kwargs = {"detector": detector, "threshold": 0.0}  # many overlapping boxes of both labels
+    label_folder(root, PROMPT, tmp_path / "all.json", **kwargs)
+    fresh = label_folder(root, PROMPT, tmp_path / "one.json", one_label=True, **kwargs)
+    out = tmp_path / "resumed.json"
+    with pytest.raises(Interrupt):
+        label_folder(root, PROMPT, out, progress=interrupt_after(2), **kwargs)
+    label_folder(root, PROMPT, out, resume=True, one_label=True, **kwargs)
+    every, one, resumed = (json.loads((tmp_path / n).read_text()) for n in ("all.json", "one.json", "resumed.json"))
+    assert without_date(resumed) == without_date(one) and one["info"]["one_label"] is True
+    assert fresh.boxes == len(one["annotations"]) < len(every["annotations"])
+    key = lambda a: (a["image_id"], a["category_id"], tuple(a["bbox"]), a["score"])  # noqa: E731
+    assert {key(a) for a in one["annotations"]} <= {key(a) for a in every["annotations"]}
+    xyxy = lambda anns: np.array([[x, y, x + w - 1, y + h - 1] for x, y, w, h in (a["bbox"] for a in anns)])  # noqa: E731
+    for image in one["images"]:
+        kept = [a for a in one["annotations"] if a["image_id"] == image["id"]]
+        overlap = box_iou_batch(xyxy(kept), xyxy(kept))
+        assert (overlap[~np.eye(len(kept), dtype=bool)] < 0.5 + 1e-3).all()  # COCO boxes are rounded
+        for a in every["annotations"]:  # a box is dropped only for a better-scoring kept box on the same object
+            if a["image_id"] == image["id"] and key(a) not in {key(k) for k in kept}:
+                rivals = [k["score"] for k, iou in zip(kept, box_iou_batch(xyxy([a]), xyxy(kept))[0]) if iou >= 0.499]
+                assert rivals and max(rivals) >= a["score"]
 
 
 def test_existing_journal_needs_resume_and_same_settings(detector, tmp_path):
