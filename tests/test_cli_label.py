@@ -76,6 +76,18 @@ def test_all_good_exit_0_and_quiet_prints_nothing(fast, tmp_path):
     assert not (tmp_path / "labels.json.errors.json").exists()
 
 
+def test_one_label_reaches_the_written_labels(fast, tmp_path):
+    make_images(tmp_path / "imgs", 2)
+    docs = []
+    for extra in ([], ["--one-label"]):
+        out = tmp_path / f"labels{len(extra)}.json"
+        result = label(tmp_path / "imgs", "-P", PROMPT, "-o", out, "-t", "0", "-q", *extra)
+        assert result.exit_code == 0, result.output
+        docs.append(json.loads(out.read_text()))
+    assert [d["info"]["one_label"] for d in docs] == [False, True]
+    assert 0 < len(docs[1]["annotations"]) < len(docs[0]["annotations"])
+
+
 def test_prompt_file_and_yolo_format(fast, tmp_path):
     names = make_images(tmp_path / "imgs", 3)
     classes = tmp_path / "classes.txt"
