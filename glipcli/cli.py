@@ -24,6 +24,7 @@ from rich.console import Console
 from glipcli import __version__
 from glipcli.api import DEFAULT_THRESHOLD
 from glipcli.errors import ConfigError, GlipError, ImageError, PromptError
+from glipcli.train.recipe import NANO_PRETRAIN
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -886,7 +887,7 @@ def _print_metrics(report: Any) -> None:
 
 
 MODES = {"full": "all", "head": "head", "prompt": "prompt"}  # --mode -> TrainConfig.trainable
-DEFAULT_LR = {"pretrain": 1e-3, "full": 1e-4, "head": 1e-3, "prompt": 5e-2}
+DEFAULT_LR = {"pretrain": NANO_PRETRAIN["lr"], "full": 1e-4, "head": 1e-3, "prompt": 5e-2}
 PROMPT_WEIGHT_DECAY = 0.25  # GLIP's prompt tuning recipe: BASE_LR 0.05, WEIGHT_DECAY 0.25
 
 
@@ -995,15 +996,21 @@ def train(
     mode: Annotated[
         str, typer.Option("--mode", help="What learns: full (all but BERT), head (output layers) or prompt.")
     ] = "full",
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps.")] = 3000,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per step.")] = 8,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, help="Optimiser steps. Default: 4900 (glip-nano recipe); fine-tuning 3000."),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", "-b", min=1, help="Images per step. Default: 4 (glip-nano recipe); fine-tuning 8"),
+    ] = None,
     lr: Annotated[
         float | None,
         typer.Option(
             "--lr",
             min=0.0,
-            help="Peak learning rate (cosine schedule). Default: 1e-3; fine-tuning 1e-4 (full), "
-            "1e-3 (head), 5e-2 (prompt).",
+            help="Peak learning rate (cosine schedule). Default: 7e-4 (glip-nano recipe); fine-tuning 1e-4 "
+            "(full), 1e-3 (head), 5e-2 (prompt).",
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the model init and the data.")] = 0,
@@ -1063,16 +1070,11 @@ def train(
     if export_to is not None and export_to.exists() and any(export_to.iterdir()):
         raise ConfigError(f"--export {export_to} already holds files: remove them or export elsewhere")
     kind = mode if data is not None else "pretrain"
-    settings: dict[str, Any] = dict(
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr if lr is not None else DEFAULT_LR[kind],
-        seed=seed,
-        threads=threads,
-        checkpoint_every=100,
-    )
+    settings: dict[str, Any] = dict(NANO_PRETRAIN) if data is None else dict(steps=3000, batch_size=8)
+    settings.update(lr=DEFAULT_LR[kind], seed=seed, threads=threads, checkpoint_every=100)
+    settings.update({k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("lr", lr)) if v is not None})
     if data is not None:
-        settings.update(trainable=MODES[mode], warmup=min(300, max(1, steps // 10)))
+        settings.update(trainable=MODES[mode], warmup=min(300, max(1, settings["steps"] // 10)))
         if mode == "prompt":
             settings.update(weight_decay=PROMPT_WEIGHT_DECAY)
     cfg = TrainConfig(**settings)
@@ -1080,7 +1082,7 @@ def train(
     if data is None:
         from glipcli.train.run import pretrain_synthetic
 
-        progress, on_step = _training_progress(steps, quiet)
+        progress, on_step = _training_progress(cfg.steps, quiet)
         with progress:
             weights = pretrain_synthetic(config or "glip-nano", out, cfg, resume=resume, on_step=on_step)
     else:
@@ -1103,7 +1105,7 @@ def train(
         )
         out.mkdir(parents=True, exist_ok=True)
         _print_data(source, _write_issues(source, out))
-        progress, on_step = _training_progress(steps, quiet)
+        progress, on_step = _training_progress(cfg.steps, quiet)
         with progress:
             weights = finetune(model, source, out, cfg, tokenizer=tokenizer, resume=resume, on_step=on_step)
     console.print(f"wrote [bold]{weights}[/]")

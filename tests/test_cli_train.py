@@ -145,3 +145,18 @@ def test_pretraining_glip_nano_starts_from_minilm_and_the_principal_projection(t
     projection = weights["rpn.head.dot_product_projection_text.weight"].double()
     gram = projection @ projection.T
     assert torch.allclose(gram, gram[0, 0] * torch.eye(len(gram), dtype=gram.dtype), atol=1e-5 * float(gram[0, 0]))
+
+
+def test_pretraining_defaults_are_the_glip_nano_recipe_and_flags_override_them(tmp_path):
+    """The README's one command must train the shipped model: the recipe's values, not the
+    fine-tuning defaults, reach the trainer; --batch-size and --lr still win."""
+    from glipcli.train.recipe import NANO_PRETRAIN
+
+    result = invoke("train", "--config", "glip-nano", "--out", tmp_path / "r", "--steps", "1", "--threads", "1", "-q")
+    assert result.exit_code == 0, result.output
+    stored = torch.load(tmp_path / "r" / "last.pt", weights_only=True)["train_config"]
+    assert {k: stored[k] for k in NANO_PRETRAIN} == {**NANO_PRETRAIN, "steps": 1}
+    result = invoke("train", "--config", "glip-nano", "--out", tmp_path / "o", *FAST, "--lr", "0.002")
+    assert result.exit_code == 0, result.output
+    stored = torch.load(tmp_path / "o" / "last.pt", weights_only=True)["train_config"]
+    assert (stored["batch_size"], stored["lr"], stored["max_size"]) == (1, 0.002, NANO_PRETRAIN["max_size"])
