@@ -888,6 +888,7 @@ def _print_metrics(report: Any) -> None:
 
 MODES = {"full": "all", "head": "head", "prompt": "prompt"}  # --mode -> TrainConfig.trainable
 DEFAULT_LR = {"pretrain": NANO_PRETRAIN["lr"], "full": 1e-4, "head": 1e-3, "prompt": 5e-2}
+FINETUNE = {"steps": 3000, "batch_size": 8}  # defaults of fine-tuning; pre-training uses NANO_PRETRAIN
 PROMPT_WEIGHT_DECAY = 0.25  # GLIP's prompt tuning recipe: BASE_LR 0.05, WEIGHT_DECAY 0.25
 
 
@@ -998,19 +999,31 @@ def train(
     ] = "full",
     steps: Annotated[
         int | None,
-        typer.Option("--steps", min=1, help="Optimiser steps. Default: 4900 (glip-nano recipe); fine-tuning 3000."),
+        typer.Option(
+            "--steps",
+            min=1,
+            help=f"Optimiser steps. Default: {NANO_PRETRAIN['steps']} (glip-nano recipe); "
+            f"fine-tuning {FINETUNE['steps']}.",
+        ),
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option("--batch-size", "-b", min=1, help="Images per step. Default: 4 (glip-nano recipe); fine-tuning 8"),
+        typer.Option(
+            "--batch-size",
+            "-b",
+            min=1,
+            help=f"Images per step. Default: {NANO_PRETRAIN['batch_size']} (glip-nano recipe); "
+            f"fine-tuning {FINETUNE['batch_size']}.",
+        ),
     ] = None,
     lr: Annotated[
         float | None,
         typer.Option(
             "--lr",
             min=0.0,
-            help="Peak learning rate (cosine schedule). Default: 7e-4 (glip-nano recipe); fine-tuning 1e-4 "
-            "(full), 1e-3 (head), 5e-2 (prompt).",
+            help=f"Peak learning rate (cosine schedule). Default: {DEFAULT_LR['pretrain']:g} (glip-nano recipe); "
+            f"fine-tuning {DEFAULT_LR['full']:g} (full), {DEFAULT_LR['head']:g} (head), "
+            f"{DEFAULT_LR['prompt']:g} (prompt).",
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the model init and the data.")] = 0,
@@ -1070,7 +1083,7 @@ def train(
     if export_to is not None and export_to.exists() and any(export_to.iterdir()):
         raise ConfigError(f"--export {export_to} already holds files: remove them or export elsewhere")
     kind = mode if data is not None else "pretrain"
-    settings: dict[str, Any] = dict(NANO_PRETRAIN) if data is None else dict(steps=3000, batch_size=8)
+    settings: dict[str, Any] = dict(NANO_PRETRAIN if data is None else FINETUNE)
     settings.update(lr=DEFAULT_LR[kind], seed=seed, threads=threads, checkpoint_every=100)
     settings.update({k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("lr", lr)) if v is not None})
     if data is not None:
