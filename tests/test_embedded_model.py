@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from supervision import box_iou_batch
 from typer.testing import CliRunner
 
@@ -13,6 +14,8 @@ from glipcli.api import Detector
 from glipcli.cli import app
 from glipcli.evaluation import evaluate_folder
 from glipcli.runtime.bundle import embedded_models_dir
+from glipcli.train.synth import HELD_OUT, TRAIN_COMBOS
+from tests.drawn_shapes import write_drawn_set
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -61,6 +64,21 @@ def test_embedded_model_tells_the_example_classes_apart():
     """64 colour-shape classes on the 8 example scenes (a random or collapsed model scores < 0.2)."""
     report = evaluate_folder(EXAMPLES / "annotations.json", EXAMPLES / "images", detector=Detector.load())
     assert report.metrics.map50 > 0.5
+
+
+@pytest.mark.parametrize(
+    "combos, images, white, floor",
+    [(TRAIN_COMBOS, 24, False, 0.6), (sorted(HELD_OUT), 16, False, 0.75), (TRAIN_COMBOS, 24, True, 0.6)],
+    ids=["trained", "held-out", "white-background"],
+)
+def test_embedded_model_finds_shapes_drawn_by_another_renderer(tmp_path, combos, images, white, floor):
+    """PIL-drawn shapes in CSS colours (tests/drawn_shapes.py), not glip-nano's own renderer: it
+    learned shapes and colour names, not its generator's look. Measured on this set (seed 0):
+    mAP@0.5 0.73 trained, 0.89 held-out, 0.73 on white. A model that told colours but not shapes
+    apart would rank the 7 trained classes of a colour alike: AP near 1/7 each."""
+    gt = write_drawn_set(tmp_path, combos, images, white_background=white)
+    report = evaluate_folder(gt, tmp_path / "images", detector=Detector.load())
+    assert report.metrics.map50 > floor
 
 
 def test_examples_label_into_coco(tmp_path):
