@@ -46,15 +46,8 @@ class Example:
 
 
 def encode_sample(
-    sample: Sample,
-    tokenizer: Tokenizer,
-    input_cfg: InputConfig,
-    short_side: int,
-    max_query_len: int,
-    crop: tuple[int, np.random.Generator] | None = None,
+    sample: Sample, tokenizer: Tokenizer, input_cfg: InputConfig, short_side: int, max_query_len: int
 ) -> Example:
-    """``crop`` = (side, rng): after resizing, a random side x side window of the picture (all of
-    it along any dimension that fits); boxes losing over half their area to the cut are dropped."""
     h, w = sample.image.shape[:2]
     cfg = dataclasses.replace(input_cfg, min_size=short_side)
     new_w, new_h = resized_size(w, h, cfg.min_size, cfg.max_size)
@@ -63,39 +56,15 @@ def encode_sample(
     boxes = sample.boxes.astype(np.float32).reshape(-1, 4) * scale
     boxes[:, 2:] -= 1.0  # pixel edges -> GLIP's inclusive coordinates
     boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
-    image, keep = prepared.tensor, np.arange(len(boxes))
-    if crop is not None:
-        image, boxes, keep = _random_window(image, (new_h, new_w), boxes, *crop)
     encoding = tokenizer.encode(sample.caption)
     ids = np.asarray(encoding.ids[:max_query_len], dtype=np.int64)
     if len(encoding.ids) > max_query_len:
         ids[-1] = encoding.ids[-1]  # keep [SEP] at the end of a truncated caption
     positive = np.zeros((len(boxes), len(ids)), dtype=np.float32)
-    for row, i in enumerate(keep):
-        tokens = [t for t in spans_to_token_indices(encoding, sample.box_spans[i]) if t < len(ids) - 1]
-        positive[row, tokens] = 1.0
-    return Example(image, boxes, positive, ids)
-
-
-_MIN_KEPT_AREA = 0.5  # a box cut to less than half its area is dropped: too little of the shape is left
-
-
-def _random_window(
-    image: np.ndarray, resized_hw: tuple[int, int], boxes: np.ndarray, side: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A side x side window of the resized picture (padded image, inclusive boxes), the boxes clipped
-    to it, and the indices of the boxes kept."""
-    h, w = resized_hw
-    y0 = int(rng.integers(0, h - side + 1)) if h > side else 0
-    x0 = int(rng.integers(0, w - side + 1)) if w > side else 0
-    window = image[:, y0 : y0 + side, x0 : x0 + side]
-    shifted = boxes - np.array([x0, y0, x0, y0], dtype=np.float32)
-    right, bottom = min(side, w - x0) - 1, min(side, h - y0) - 1
-    clipped = np.clip(shifted, 0, [right, bottom, right, bottom]).astype(np.float32)
-    area = lambda b: (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)  # noqa: E731
-    inside = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    keep = np.flatnonzero(inside & (area(clipped) >= _MIN_KEPT_AREA * area(shifted)))
-    return np.ascontiguousarray(window), clipped[keep], keep
+    for i, spans in enumerate(sample.box_spans):
+        tokens = [t for t in spans_to_token_indices(encoding, spans) if t < len(ids) - 1]
+        positive[i, tokens] = 1.0
+    return Example(prepared.tensor, boxes, positive, ids)
 
 
 @dataclass
@@ -128,9 +97,6 @@ def collate(examples: Sequence[Example], canvas: int | None = None, token_multip
     return Batch(torch.from_numpy(images), torch.from_numpy(ids), torch.from_numpy(mask), targets)
 
 
-_CROP_STREAM = 11  # numpy seed stream of crop windows
-
-
 class TrainingSet(torch.utils.data.Dataset):
     """Samples encoded at a training scale that is a pure function of the sample index."""
 
@@ -142,11 +108,8 @@ class TrainingSet(torch.utils.data.Dataset):
         scales: Sequence[int],
         max_query_len: int,
         group: int = 1,
-        crop: int = 0,
-        seed: int = 0,
     ) -> None:
         self.group = group  # consecutive indices (a batch) share a scale: less padding
-        self.crop, self.seed = crop, seed
         self.source = source
         self.tokenizer = tokenizer
         self.input_cfg = input_cfg
@@ -158,5 +121,4 @@ class TrainingSet(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Example:
         scale = self.scales[(index // self.group) % len(self.scales)]
-        crop = (self.crop, np.random.default_rng([_CROP_STREAM, self.seed, index])) if self.crop else None
-        return encode_sample(self.source[index], self.tokenizer, self.input_cfg, scale, self.max_query_len, crop)
+        return encode_sample(self.source[index], self.tokenizer, self.input_cfg, scale, self.max_query_len)

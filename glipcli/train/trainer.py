@@ -46,10 +46,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # GLIP clips the full-model gradient norm at 1.0
     seed: int = 0
     scales: tuple[int, ...] = (256, 288, 320)  # training short sides
-    max_size: int = 320  # training long-side cap; without crop, also the side of the square canvas of batches
-    # > 0: after resizing, train on a random crop x crop window (the canvas), so objects keep the size
-    # they have at inference and the canvas holds picture rather than padding.
-    crop: int = 0
+    max_size: int = 320  # training long-side cap = side of the fixed square canvas batches are padded to
     checkpoint_every: int = 250
     workers: int = 1
     threads: int | None = None
@@ -65,8 +62,6 @@ class TrainConfig:
             raise ConfigError("steps and batch size must be positive")
         if self.lr <= 0 or self.text_lr < 0 or not self.scales:
             raise ConfigError("learning rates must be positive (text_lr may be 0) and scales non-empty")
-        if self.crop < 0 or self.crop % 32:
-            raise ConfigError(f"crop must be 0 (off) or a positive multiple of 32, got {self.crop}")
         if self.trainable not in ("all", "head", "prompt"):
             raise ConfigError(f"unknown trainable set {self.trainable!r}: all, head or prompt")
 
@@ -164,14 +159,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         input_cfg = dataclasses.replace(model.cfg.input, max_size=cfg.max_size)
         self.dataset = TrainingSet(
-            source,
-            tokenizer,
-            input_cfg,
-            cfg.scales,
-            model.cfg.language.max_query_len,
-            cfg.batch_size,
-            crop=cfg.crop,
-            seed=cfg.seed,
+            source, tokenizer, input_cfg, cfg.scales, model.cfg.language.max_query_len, cfg.batch_size
         )
         self.optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr)
         self.step = 0
@@ -204,8 +192,7 @@ class Trainer:
             raise ConfigError(f"{path} was written for another model config; use another --out")
         # How long and on how many threads a run goes may change between sessions; what it learns may not.
         free = {"steps", "threads", "workers", "checkpoint_every"}
-        # A setting added since the checkpoint was written counts as its default there.
-        mine, theirs = self.cfg.to_dict(), {**TrainConfig().to_dict(), **state.get("train_config", {})}
+        mine, theirs = self.cfg.to_dict(), dict(state.get("train_config", {}))
         if {k: v for k, v in mine.items() if k not in free} != {k: v for k, v in theirs.items() if k not in free}:
             changed = sorted(k for k in mine if k not in free and mine[k] != theirs.get(k))
             raise ConfigError(f"{path} was written with other training settings ({', '.join(changed)})")
@@ -227,7 +214,7 @@ class Trainer:
         return torch.utils.data.DataLoader(
             self.dataset,
             batch_sampler=sampler,
-            collate_fn=functools.partial(collate, canvas=-(-(self.cfg.crop or self.cfg.max_size) // 32) * 32),
+            collate_fn=functools.partial(collate, canvas=-(-self.cfg.max_size // 32) * 32),
             num_workers=self.cfg.workers,
             persistent_workers=False,
             prefetch_factor=4 if self.cfg.workers else None,

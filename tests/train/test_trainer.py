@@ -50,32 +50,6 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert all(torch.allclose(full[k].float(), resumed[k].float()) for k in full)
 
 
-def test_cropped_runs_are_deterministic_and_resume_exactly(tmp_path):
-    full, losses = run(tmp_path / "full", 4, crop=64)
-    run(tmp_path / "part", 2, crop=64)
-    resumed, tail = run(tmp_path / "part", 4, resume=True, crop=64)
-    assert tail == losses[2:]
-    assert all(torch.allclose(full[k].float(), resumed[k].float()) for k in full)
-    again, _ = run(tmp_path / "again", 4, crop=64)
-    assert all(torch.equal(full[k], again[k]) for k in full)
-    _, plain_losses = run(tmp_path / "plain", 4)
-    assert plain_losses != losses
-    model = initial_model(tiny_config(), 0)
-    cfg = TrainConfig(steps=1, **{**SETTINGS, "crop": 64})
-    loader = Trainer(model, SyntheticGrounding(seed=0, length=10), build_tokenizer(), cfg, tmp_path / "c")._loader()
-    assert next(iter(loader)).images.shape[-2:] == (64, 64)  # the canvas is the crop, not max_size
-
-
-def test_checkpoints_from_before_a_new_setting_resume_with_its_default(tmp_path):
-    run(tmp_path / "old", 2)
-    state = torch.load(tmp_path / "old" / LAST, weights_only=True)
-    del state["train_config"]["crop"]  # as written before the setting existed
-    torch.save(state, tmp_path / "old" / LAST)
-    run(tmp_path / "old", 3, resume=True)
-    with pytest.raises(ConfigError, match="crop"):
-        run(tmp_path / "old", 4, resume=True, crop=64)
-
-
 def test_resume_refuses_other_settings(tmp_path):
     run(tmp_path / "r", 2)
     model = initial_model(tiny_config(), 0)
@@ -95,9 +69,7 @@ def test_broken_checkpoint_is_reported(tmp_path):
         trainer.resume()
 
 
-@pytest.mark.parametrize(
-    "bad", [dict(steps=0), dict(lr=0.0), dict(scales=()), dict(trainable="everything"), dict(crop=100), dict(crop=-32)]
-)
+@pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=0.0), dict(scales=()), dict(trainable="everything")])
 def test_bad_training_config(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**{**SETTINGS, **bad})
