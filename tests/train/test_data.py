@@ -29,10 +29,10 @@ def tokenizer():
     return build_tokenizer()
 
 
-def _sample(h: int = 200, w: int = 300) -> _Sample:
-    """Three boxes (pixel edges): near the top-left, in the middle, at the bottom-right corner."""
-    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    boxes = np.array([[10, 10, 50, 40], [120, 80, 180, 140], [w - 40, h - 30, w, h]], dtype=np.float32)
+def _sample() -> _Sample:
+    """A 300 x 200 picture, three boxes (pixel edges): top-left, middle, bottom-right corner."""
+    image = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 50, 40], [120, 80, 180, 140], [260, 170, 300, 200]], dtype=np.float32)
     return _Sample(image, boxes, CAPTION, SPANS)
 
 
