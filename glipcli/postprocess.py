@@ -58,23 +58,35 @@ def _label_scores(token_logits: np.ndarray, positive_map: Mapping[int, Sequence[
     Only the tokens some label uses go through the sigmoid. MEAN is one matmul with a (U, K)
     matrix whose column k holds count(token in label k) / len(label k), so duplicate indices
     count twice as in the official mean; a label without tokens keeps score 0.
+
+    GEOMEAN (ours, not an official option) is the same weighted mean taken over log-probabilities:
+    for a model trained with per-word targets (glip-nano: "red" is positive for every red object),
+    each token is an attribute detector and a phrase holds only when all its words do. A product
+    does that; its per-token root keeps the score on a probability scale for phrases of any length,
+    and a filler word the model grounds nowhere ("a red circle") scales every box alike instead of
+    zeroing all of them as a minimum would.
     """
     keys = sorted(positive_map)
     used = np.unique(np.asarray([t for key in keys for t in positive_map[key]], np.int64))
-    probs = _sigmoid(token_logits[:, used])
     columns = [np.searchsorted(used, np.asarray(positive_map[key], np.int64)) for key in keys]
-    if score_agg == "MEAN":
+    if score_agg in ("MEAN", "GEOMEAN"):
         weights = np.zeros((len(used), len(keys)), np.float32)
         for k, tokens in enumerate(columns):
             np.add.at(weights[:, k], tokens, np.float32(1 / max(len(tokens), 1)))
-        return probs @ weights
+        if score_agg == "MEAN":
+            return _sigmoid(token_logits[:, used]) @ weights
+        # log sigmoid(x) = -log(1 + exp(-x)): exact where the sigmoid itself would underflow to 0
+        log_probs = -np.logaddexp(np.float32(0), -token_logits[:, used])
+        has_tokens = np.asarray([len(tokens) > 0 for tokens in columns])
+        return np.where(has_tokens, np.exp(log_probs @ weights), np.float32(0)).astype(np.float32)
     if score_agg == "MAX":
+        probs = _sigmoid(token_logits[:, used])
         scores = np.zeros((len(token_logits), len(keys)), np.float32)
         for k, tokens in enumerate(columns):
             if len(tokens):
                 scores[:, k] = probs[:, tokens].max(axis=1)
         return scores
-    raise ConfigError(f"unknown score aggregation {score_agg!r}: choose MEAN or MAX")
+    raise ConfigError(f"unknown score aggregation {score_agg!r}: choose MEAN, GEOMEAN or MAX")
 
 
 def _level_candidates(

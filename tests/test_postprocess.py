@@ -210,6 +210,27 @@ def test_mean_counts_duplicate_tokens_and_max_aggregation():
     np.testing.assert_allclose(best.scores, [math.sqrt(0.9)], rtol=1e-5)
 
 
+def test_geometric_mean_aggregation_needs_every_token():
+    cfg = PostprocessConfig(score_agg="GEOMEAN")
+    # location 0 has both words, location 1 only one of them: the mean would rank them 0.55 vs 0.5
+    probs = [[0.5, 0.6, 0.01], [0.99, 0.002, 0.01]]
+    result = _run(probs, [BIG, BIG], {1: [0, 1], 2: [0, 0, 1]}, cfg)
+    scores = {(int(lab), tuple(box)): s for lab, box, s in zip(result.labels, result.boxes.tolist(), result.scores)}
+    boxes = [tuple(b) for b in _separate_boxes(2).tolist()]
+    np.testing.assert_allclose(scores[(1, boxes[0])], (0.5 * 0.6) ** 0.25, rtol=1e-5)
+    np.testing.assert_allclose(scores[(2, boxes[0])], (0.5 * 0.5 * 0.6) ** (1 / 6), rtol=1e-5)
+    assert (1, boxes[1]) not in scores  # sqrt(0.99 * 0.002) < 0.05: below the threshold; the mean is 0.5
+    # a word grounded nowhere scales every location alike: the order of the others is kept
+    filler = _run([[0.01, 0.9, 0.8], [0.01, 0.5, 0.6]], [BIG, BIG], {1: [0, 1, 2]}, cfg)
+    np.testing.assert_array_equal(filler.boxes, _separate_boxes(2))
+    # a logit far below float32's sigmoid range gives no NaN; a label without tokens never scores
+    logits = np.array([[-200.0, 8.0], [8.0, 8.0]], np.float32)
+    ctr = np.full(2, BIG, np.float32)
+    raw = postprocess(_separate_boxes(2), ctr, logits, [(1, 2)], {1: [0, 1], 2: []}, (100, 1000), cfg)
+    assert raw.labels.tolist() == [1] and np.isfinite(raw.scores).all()
+    np.testing.assert_array_equal(raw.boxes, _separate_boxes(2)[1:])
+
+
 def test_labels_are_positive_map_keys_and_empty_token_lists_never_score():
     result = _run([[0.3, 0.7]], [BIG], {7: [1], 3: [0], 5: []})
     assert result.labels.tolist() == [7, 3]
