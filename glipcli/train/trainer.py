@@ -143,6 +143,10 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _without_postprocess(model_config: Any) -> Any:
+    return {k: v for k, v in model_config.items() if k != "postprocess"} if isinstance(model_config, dict) else None
+
+
 class Trainer:
     def __init__(
         self,
@@ -188,7 +192,8 @@ class Trainer:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a torn or foreign file: say which and stop
             raise DataError(f"cannot resume from {path}: {str(exc).splitlines()[0][:160]}") from None
-        if state.get("model_config") != self.model.cfg.to_dict():
+        # Post-processing is applied after the model and does not change what a run learns.
+        if _without_postprocess(state.get("model_config")) != _without_postprocess(self.model.cfg.to_dict()):
             raise ConfigError(f"{path} was written for another model config; use another --out")
         # How long and on how many threads a run goes may change between sessions; what it learns may not.
         free = {"steps", "threads", "workers", "checkpoint_every"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from glipcli.config import PostprocessConfig
 from glipcli.errors import ConfigError, DataError
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.synth import SyntheticGrounding
@@ -57,6 +58,17 @@ def test_resume_refuses_other_settings(tmp_path):
     trainer = Trainer(model, SyntheticGrounding(seed=0, length=10), build_tokenizer(), cfg, tmp_path / "r")
     with pytest.raises(ConfigError, match="lr"):
         trainer.resume()
+
+
+def test_resume_accepts_other_post_processing_but_not_another_model(tmp_path):
+    run(tmp_path / "r", 2)
+    cfg = TrainConfig(steps=4, **SETTINGS)
+    source = SyntheticGrounding(seed=0, length=10)
+    scored = tiny_config().replace(postprocess=PostprocessConfig(score_agg="GEOMEAN"))
+    assert Trainer(initial_model(scored, 0), source, build_tokenizer(), cfg, tmp_path / "r").resume()
+    other = tiny_config().replace(postprocess=PostprocessConfig(score_agg="GEOMEAN"), separation_tokens=" ")
+    with pytest.raises(ConfigError, match="another model config"):
+        Trainer(initial_model(other, 0), source, build_tokenizer(), cfg, tmp_path / "r").resume()
 
 
 def test_broken_checkpoint_is_reported(tmp_path):
