@@ -36,11 +36,12 @@ STRONGEST = 50
 
 
 def int8_twin(fp32_dir: Path, out: Path) -> Path:
-    """``out``: the bundle of ``fp32_dir`` with int8 graphs (reused while the fp32 graphs are unchanged)."""
+    """``out``: the bundle of ``fp32_dir`` with int8 graphs (reused while the fp32 bundle is unchanged:
+    its graphs and its manifest, whose config says how detections are scored)."""
     from glipcli.export.int8 import to_int8
 
     manifest = json.loads((fp32_dir / MANIFEST).read_text())
-    origin = {g: manifest["graphs"][g]["sha256"] for g in GRAPHS}
+    origin = {g: manifest["graphs"][g]["sha256"] for g in GRAPHS} | {MANIFEST: sha256_of(fp32_dir / MANIFEST)}
     try:
         if json.loads((out / MANIFEST).read_text()).get("quantized_from") == origin:
             return out

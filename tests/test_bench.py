@@ -129,6 +129,13 @@ def test_int8_twin_is_a_valid_quantised_bundle_and_is_reused(tiny_bundle, tmp_pa
     stamp = (twin / "head.onnx").stat().st_mtime_ns
     assert precision.int8_twin(tiny_bundle, tmp_path / "tiny-int8") == twin
     assert (twin / "head.onnx").stat().st_mtime_ns == stamp
+    # same graphs, another way of scoring them: the twin follows the fp32 manifest
+    source = shutil.copytree(tiny_bundle, tmp_path / "rescored")
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["config"]["postprocess"]["score_agg"] = "GEOMEAN"
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    rescored = precision.int8_twin(source, tmp_path / "tiny-int8")
+    assert load_bundle(rescored).config.postprocess.score_agg == "GEOMEAN"
 
 
 def test_op_profile_attributes_kernel_time_to_ops_and_modules(tiny_bundle):
