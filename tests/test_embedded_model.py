@@ -61,21 +61,23 @@ def test_readme_command_finds_the_named_objects():
 
 
 def test_embedded_model_tells_the_example_classes_apart():
-    """64 colour-shape classes on the 8 example scenes (a random or collapsed model scores < 0.2)."""
+    """64 colour-shape classes on the 8 example scenes: mAP@0.5 0.84 measured (a random or collapsed
+    model scores < 0.2; GLIP's mean of the tokens' probabilities instead of glip-nano's geometric mean, 0.73)."""
     report = evaluate_folder(EXAMPLES / "annotations.json", EXAMPLES / "images", detector=Detector.load())
-    assert report.metrics.map50 > 0.5
+    assert report.metrics.map50 > 0.75
 
 
 @pytest.mark.parametrize(
     "combos, images, white, floor",
-    [(TRAIN_COMBOS, 24, False, 0.6), (sorted(HELD_OUT), 16, False, 0.75), (TRAIN_COMBOS, 24, True, 0.6)],
+    [(TRAIN_COMBOS, 24, False, 0.75), (sorted(HELD_OUT), 16, False, 0.8), (TRAIN_COMBOS, 24, True, 0.7)],
     ids=["trained", "held-out", "white-background"],
 )
 def test_embedded_model_finds_shapes_drawn_by_another_renderer(tmp_path, combos, images, white, floor):
     """PIL-drawn shapes in CSS colours (tests/drawn_shapes.py), not glip-nano's own renderer: it
-    learned shapes and colour names, not its generator's look. Measured on this set (seed 0):
-    mAP@0.5 0.73 trained, 0.89 held-out, 0.73 on white. A model that told colours but not shapes
-    apart would rank the 7 trained classes of a colour alike: AP near 1/7 each."""
+    learned shapes and colour names, not its generator's look. Measured mAP@0.5 on seeds 0-4: at least
+    0.81 trained, 0.90 held-out, 0.79 on white (seed 0: 0.83, 0.91, 0.79; with GLIP's mean instead of
+    the geometric mean of the tokens' probabilities, 0.73 trained). A model that told colours but not
+    shapes apart would rank the 7 trained classes of a colour alike: AP near 1/7 each."""
     gt = write_drawn_set(tmp_path, combos, images, white_background=white)
     report = evaluate_folder(gt, tmp_path / "images", detector=Detector.load())
     assert report.metrics.map50 > floor
