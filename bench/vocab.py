@@ -89,7 +89,11 @@ class Rerun:
             out = engine.head(levels, text, chunk.attention_mask[None])
             ticks.append(time.perf_counter())
             boxes, centerness, logits = out.boxes[0], out.centerness[0], out.token_logits[0]
-            parts.append(postprocess(boxes, centerness, logits, level_hw, chunk.positive_map, image.resized_hw, post))
+            parts.append(
+                postprocess(
+                    boxes, centerness, logits, level_hw, chunk.positive_map, image.resized_hw, post, chunk.token_words
+                )
+            )
             ticks.append(time.perf_counter())
             for key, start, end in zip(self.seconds, ticks, ticks[1:]):
                 self.seconds[key] += end - start

@@ -214,6 +214,7 @@ class Detector:
                         chunk.positive_map,
                         image.resized_hw,
                         post,
+                        chunk.token_words,
                     )
                 )
         return [_to_original(merge_chunks(p, limit), image) for p, image in zip(parts, images, strict=True)]

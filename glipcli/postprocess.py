@@ -52,27 +52,47 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-x))
 
 
-def _label_scores(token_logits: np.ndarray, positive_map: Mapping[int, Sequence[int]], score_agg: str) -> np.ndarray:
+def _word_weights(tokens: np.ndarray, token_words: np.ndarray | None) -> np.ndarray:
+    """Per token of one label, 1 / (its label's words x its word's tokens in the label): each word
+    counts once however WordPiece splits it ("red hexagon" = red, he, ##xa, ##gon: 1/2, 1/6 x 3).
+    Without word ids every token is its own word."""
+    if token_words is None or not len(tokens):
+        return np.full(len(tokens), 1 / max(len(tokens), 1), np.float32)
+    words = np.where(token_words[tokens] >= 0, token_words[tokens], -1 - tokens)  # special tokens stand alone
+    _, word_index, per_word = np.unique(words, return_inverse=True, return_counts=True)
+    return (1 / (len(per_word) * per_word[word_index])).astype(np.float32)
+
+
+def _label_scores(
+    token_logits: np.ndarray,
+    positive_map: Mapping[int, Sequence[int]],
+    score_agg: str,
+    token_words: np.ndarray | None = None,
+) -> np.ndarray:
     """(N, K) score per label, columns in ``sorted(positive_map)`` order.
 
     Only the tokens some label uses go through the sigmoid. MEAN is one matmul with a (U, K)
     matrix whose column k holds count(token in label k) / len(label k), so duplicate indices
     count twice as in the official mean; a label without tokens keeps score 0.
 
-    GEOMEAN (ours, not an official option) is the same weighted mean taken over log-probabilities:
-    for a model trained with per-word targets (glip-nano: "red" is positive for every red object),
-    each token is an attribute detector and a phrase holds only when all its words do. A product
-    does that; its per-token root keeps the score on a probability scale for phrases of any length,
-    and a filler word the model grounds nowhere ("a red circle") scales every box alike instead of
-    zeroing all of them as a minimum would.
+    GEOMEAN (ours, not an official option) is a weighted mean of log-probabilities: for a model
+    trained with per-word targets (glip-nano: "red" is positive for every red object), each word is
+    an attribute detector and a phrase holds only where all its words do. A product does that; its
+    root keeps the score on a probability scale for phrases of any length, and a filler word the
+    model grounds nowhere ("a red circle") scales every box alike instead of zeroing all of them as
+    a minimum would. With ``token_words`` (word index per token, -1 for special tokens) each word
+    weighs the same however many pieces it has (:func:`_word_weights`).
     """
     keys = sorted(positive_map)
     used = np.unique(np.asarray([t for key in keys for t in positive_map[key]], np.int64))
     columns = [np.searchsorted(used, np.asarray(positive_map[key], np.int64)) for key in keys]
     if score_agg in ("MEAN", "GEOMEAN"):
         weights = np.zeros((len(used), len(keys)), np.float32)
-        for k, tokens in enumerate(columns):
-            np.add.at(weights[:, k], tokens, np.float32(1 / max(len(tokens), 1)))
+        for k, (key, tokens) in enumerate(zip(keys, columns, strict=True)):
+            if score_agg == "MEAN":
+                np.add.at(weights[:, k], tokens, np.float32(1 / max(len(tokens), 1)))
+            else:
+                np.add.at(weights[:, k], tokens, _word_weights(np.asarray(positive_map[key], np.int64), token_words))
         if score_agg == "MEAN":
             return _sigmoid(token_logits[:, used]) @ weights
         # log sigmoid(x) = -log(1 + exp(-x)): exact where the sigmoid itself would underflow to 0
@@ -151,6 +171,7 @@ def select_candidates(
     positive_map: Mapping[int, Sequence[int]],
     resized_hw: tuple[int, int],
     cfg: PostprocessConfig,
+    token_words: np.ndarray | None = None,
 ) -> RawDetections:
     """The clipped candidates that enter NMS, levels concatenated (P3 first), before any sorting.
 
@@ -158,7 +179,7 @@ def select_candidates(
     """
     if sum(h * w for h, w in level_hw) != len(boxes):
         raise ValueError(f"level sizes {list(level_hw)} do not cover the {len(boxes)} head outputs")
-    label_scores = _label_scores(token_logits, positive_map, cfg.score_agg)
+    label_scores = _label_scores(token_logits, positive_map, cfg.score_agg, token_words)
     label_ids = np.asarray(sorted(positive_map), np.int64)
     height, width = resized_hw
     parts = [empty_detections()]
@@ -186,14 +207,18 @@ def postprocess(
     positive_map: Mapping[int, Sequence[int]],
     resized_hw: tuple[int, int],
     cfg: PostprocessConfig,
+    token_words: np.ndarray | None = None,
 ) -> RawDetections:
     """Detections of one image, in resized-image pixels, sorted by score descending.
 
     ``boxes`` (N, 4) are decoded xyxy boxes, ``centerness`` (N,) logits and ``token_logits``
     (N, T), with N = sum of H*W over ``level_hw``, levels first, then rows, then columns.
-    ``positive_map`` maps each 1-based label id to its token indices.
+    ``positive_map`` maps each 1-based label id to its token indices; ``token_words`` gives each
+    token's word (GEOMEAN weighs words, not word pieces).
     """
-    candidates = select_candidates(boxes, centerness, token_logits, level_hw, positive_map, resized_hw, cfg)
+    candidates = select_candidates(
+        boxes, centerness, token_logits, level_hw, positive_map, resized_hw, cfg, token_words
+    )
     result = candidates.take(nms(candidates.boxes, candidates.scores, candidates.labels, cfg.nms_thresh))
     count, limit = len(result), cfg.detections_per_img
     if count > limit > 0:

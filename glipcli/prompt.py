@@ -208,6 +208,7 @@ class PromptChunk:
     input_ids: np.ndarray
     attention_mask: np.ndarray
     positive_map: dict[int, list[int]]
+    token_words: np.ndarray  # word index of each token in the caption, -1 for special tokens and padding
 
     def key(self) -> str:
         """Cache key for text features, which depend on exactly the ids and mask the encoder sees."""
@@ -250,13 +251,15 @@ def _make_chunk(
         positive_map[label_id] = tokens
     ids = np.asarray(encoding.ids, dtype=np.int64)
     mask = np.asarray(encoding.attention_mask, dtype=np.int64)
+    words = np.asarray([-1 if w is None else w for w in encoding.word_ids], dtype=np.int64)
     if pad is not None:
         pad_to, pad_id = pad
         ids = np.concatenate([ids, np.full(pad_to - len(ids), pad_id, dtype=np.int64)])
         mask = np.concatenate([mask, np.zeros(pad_to - len(mask), dtype=np.int64)])
-    ids.setflags(write=False)
-    mask.setflags(write=False)
-    return PromptChunk(caption, tuple(label_ids), ids, mask, positive_map)
+        words = np.concatenate([words, np.full(pad_to - len(words), -1, dtype=np.int64)])
+    for array in (ids, mask, words):
+        array.setflags(write=False)
+    return PromptChunk(caption, tuple(label_ids), ids, mask, positive_map, words)
 
 
 def _phrase_chunks(

@@ -183,13 +183,14 @@ def _separate_boxes(n: int) -> np.ndarray:
     return np.stack([x, np.zeros(n), x + 9, np.full(n, 9)], axis=1).astype(np.float32)
 
 
-def _run(probs, centerness, positive_map, cfg=None, boxes=None, resized_hw=(100, 1000)):
+def _run(probs, centerness, positive_map, cfg=None, boxes=None, resized_hw=(100, 1000), token_words=None):
     probs = np.asarray(probs, np.float64)
     logits = np.log(probs / (1 - probs)).astype(np.float32)
     n = len(logits)
     boxes = _separate_boxes(n) if boxes is None else boxes
     ctr = np.asarray(centerness, np.float32)
-    return postprocess(boxes, ctr, logits, [(1, n)], positive_map, resized_hw, cfg or PostprocessConfig())
+    cfg = cfg or PostprocessConfig()
+    return postprocess(boxes, ctr, logits, [(1, n)], positive_map, resized_hw, cfg, token_words)
 
 
 def test_threshold_applies_before_centerness_and_score_is_geometric_mean():
@@ -229,6 +230,22 @@ def test_geometric_mean_aggregation_needs_every_token():
     raw = postprocess(_separate_boxes(2), ctr, logits, [(1, 2)], {1: [0, 1], 2: []}, (100, 1000), cfg)
     assert raw.labels.tolist() == [1] and np.isfinite(raw.scores).all()
     np.testing.assert_array_equal(raw.boxes, _separate_boxes(2)[1:])
+
+
+def test_geometric_mean_weighs_words_not_word_pieces():
+    # [CLS] red he ##xa ##gon . [SEP]: "hexagon" is one word of three pieces
+    probs = [[0.5, 0.8, 0.4, 0.4, 0.4, 0.5, 0.5]]
+    words = np.array([-1, 0, 1, 1, 1, 2, -1])
+    cfg = PostprocessConfig(score_agg="GEOMEAN")
+    by_word = _run(probs, [BIG], {1: [1, 2, 3, 4]}, cfg, token_words=words)
+    np.testing.assert_allclose(by_word.scores, [(0.8 * 0.4) ** 0.25], rtol=1e-5)
+    by_piece = _run(probs, [BIG], {1: [1, 2, 3, 4]}, cfg)
+    np.testing.assert_allclose(by_piece.scores, [(0.8 * 0.4**3) ** 0.125], rtol=1e-5)
+    # special tokens in a label stand alone; the mean ignores words (GLIP's semantics)
+    special = _run(probs, [BIG], {1: [0, 6, 1]}, cfg, token_words=words)
+    np.testing.assert_allclose(special.scores, [(0.5 * 0.5 * 0.8) ** (1 / 6)], rtol=1e-5)
+    mean = _run(probs, [BIG], {1: [1, 2, 3, 4]}, token_words=words)
+    np.testing.assert_allclose(mean.scores, [math.sqrt((0.8 + 1.2) / 4)], rtol=1e-5)
 
 
 def test_labels_are_positive_map_keys_and_empty_token_lists_never_score():

@@ -49,6 +49,9 @@ def check_chunks(chunks, prompt: Prompt, max_query_len: int) -> None:
         for tokens in chunk.positive_map.values():
             assert tokens and tokens == sorted(set(tokens))
             assert all(0 < t < n - 1 for t in tokens)
+        words = chunk.token_words
+        assert len(words) == len(chunk.input_ids) and words[0] == words[n - 1] == -1 and (words[n:] == -1).all()
+        assert (words[1 : n - 1] >= 0).all() and (np.diff(words[1 : n - 1]) >= 0).all()
 
 
 # --- the reference case ----------------------------------------------------------------------
@@ -73,6 +76,12 @@ def test_names_caption_like_glip_spec(tok):
     assert chunk.caption == "person. bicycle. car."
     assert chunk.positive_map == {1: [1], 2: [3], 3: [5]}
     assert chunk.input_ids.dtype == np.int64 and chunk.attention_mask.dtype == np.int64
+
+
+def test_token_words_group_word_pieces(tok):
+    (chunk,) = encode_prompt(parse_prompt("red hexagon. star"), tok, max_query_len=12, pad_to=12)
+    assert tok.decode(chunk.input_ids[2:5].tolist()) == "hexagon"  # he ##xa ##gon
+    assert chunk.token_words.tolist() == [-1, 0, 1, 1, 1, 2, 3, 4, -1, -1, -1, -1]
 
 
 # --- phrase grammar ------------------------------------------------------------------------
