@@ -464,6 +464,13 @@ def _megabytes(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.1f} MB"
 
 
+_SCORE_AGGREGATIONS = {
+    "MEAN": "mean of its tokens' probabilities (GLIP's MEAN)",
+    "MAX": "highest of its tokens' probabilities (GLIP's MAX)",
+    "GEOMEAN": "geometric mean of its words' probabilities (GEOMEAN)",
+}
+
+
 def _parity_line(figures: dict[str, Any]) -> str:
     """Rich markup: the export-time parity figures of one precision."""
     from rich.markup import escape
@@ -510,6 +517,7 @@ def info(
         ("architecture", f"{cfg.name}: Swin {cfg.swin.embed_dim}x{list(cfg.swin.depths)}, text {cfg.language.dim}-d"),
         ("input", f"short side {cfg.input.min_size}, long side <= {cfg.input.max_size}"),
         ("max query", f"{cfg.language.max_query_len} tokens"),
+        ("phrase score", _SCORE_AGGREGATIONS.get(cfg.postprocess.score_agg, cfg.postprocess.score_agg)),
     ]
     rows += [(f"parity {name}", _parity_line(figures)) for name, figures in manifest.get("parity", {}).items()]
     summary = Table.grid(padding=(0, 2))

@@ -259,6 +259,9 @@ def test_info_describes_a_bundle(tiny_bundle):
     assert result.exit_code == 0, result.output
     for fragment in ("tiny", "fp32", "random", "text.onnx", "backbone.onnx", "head.onnx", "tuned prompts", "ok:"):
         assert fragment in result.stdout, fragment
+    assert "mean of its tokens' probabilities (GLIP's MEAN)" in result.stdout
+    nano = runner.invoke(app, ["info", "glip-nano"], env={"COLUMNS": "200"})
+    assert "geometric mean of its words' probabilities (GEOMEAN)" in nano.stdout, nano.output
 
 
 def test_info_of_an_unknown_model_is_one_error_line():
