@@ -87,12 +87,10 @@ def _label_scores(
     used = np.unique(np.asarray([t for key in keys for t in positive_map[key]], np.int64))
     columns = [np.searchsorted(used, np.asarray(positive_map[key], np.int64)) for key in keys]
     if score_agg in ("MEAN", "GEOMEAN"):
+        words = token_words if score_agg == "GEOMEAN" else None
         weights = np.zeros((len(used), len(keys)), np.float32)
         for k, (key, tokens) in enumerate(zip(keys, columns, strict=True)):
-            if score_agg == "MEAN":
-                np.add.at(weights[:, k], tokens, np.float32(1 / max(len(tokens), 1)))
-            else:
-                np.add.at(weights[:, k], tokens, _word_weights(np.asarray(positive_map[key], np.int64), token_words))
+            np.add.at(weights[:, k], tokens, _word_weights(np.asarray(positive_map[key], np.int64), words))
         if score_agg == "MEAN":
             return _sigmoid(token_logits[:, used]) @ weights
         # log sigmoid(x) = -log(1 + exp(-x)): exact where the sigmoid itself would underflow to 0
