@@ -901,6 +901,8 @@ PROMPT_WEIGHT_DECAY = 0.25  # GLIP's prompt tuning recipe: BASE_LR 0.05, WEIGHT_
 
 
 def _training_progress(steps: int, quiet: bool) -> Any:
+    """A progress bar that appears with the first finished step: a run refused before it trains
+    (unknown config, a run already in --out) prints its error alone. The caller stops it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [
@@ -915,6 +917,8 @@ def _training_progress(steps: int, quiet: bool) -> Any:
     task = progress.add_task("train", total=steps, loss=float("nan"))
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
+        if not progress.live.is_started:
+            progress.start()
         progress.update(task, completed=step, loss=metrics["loss"])
 
     return progress, on_step
@@ -1104,8 +1108,10 @@ def train(
         from glipcli.train.run import pretrain_synthetic
 
         progress, on_step = _training_progress(cfg.steps, quiet)
-        with progress:
+        try:
             weights = pretrain_synthetic(config or "glip-nano", out, cfg, resume=resume, on_step=on_step)
+        finally:
+            progress.stop()
     else:
         from glipcli.tokenizer import build_tokenizer
         from glipcli.train.coco_data import load_detection_data
@@ -1127,8 +1133,10 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         _print_data(source, _write_issues(source, out))
         progress, on_step = _training_progress(cfg.steps, quiet)
-        with progress:
+        try:
             weights = finetune(model, source, out, cfg, tokenizer=tokenizer, resume=resume, on_step=on_step)
+        finally:
+            progress.stop()
     console.print(f"wrote [bold]{weights}[/]")
     if export_to is not None:
         from glipcli.export.exporter import build_from_checkpoint, export_bundle
@@ -1206,7 +1214,7 @@ def tune(
         trainable="prompt",
     )
     progress, on_step = _training_progress(steps, quiet)
-    with progress:
+    try:
         result = tune_prompt(
             model,
             weights,
@@ -1220,6 +1228,8 @@ def tune(
             on_data=lambda source: _print_data(source, None),
             on_step=on_step,
         )
+    finally:
+        progress.stop()
     from rich.markup import escape
 
     captions = ", ".join(repr(entry["caption"]) for entry in result.bundle.prompts.values())

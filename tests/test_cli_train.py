@@ -53,6 +53,13 @@ def test_train_refuses_inconsistent_options(tmp_path, args, message):
     assert message in result.stderr and "Traceback" not in result.output
 
 
+def test_a_refused_pretraining_prints_its_error_without_a_progress_bar(tmp_path):
+    result = invoke("train", "--config", "no-such-model", "--out", tmp_path / "run")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line, no empty bar above it
+    assert "unknown config 'no-such-model'" in result.stderr and "steps" not in result.stderr
+
+
 def test_train_fine_tunes_on_coco_data_and_lists_repairs(gold, source, tmp_path):
     out = tmp_path / "run"
     result = invoke("train", "--data", gold, "--init", source[1], "--mode", "head", "--out", out, *FAST)
