@@ -7,6 +7,7 @@ keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import inspect
@@ -14,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -900,9 +901,10 @@ FINETUNE = {"steps": 3000, "batch_size": 8}  # defaults of fine-tuning; pre-trai
 PROMPT_WEIGHT_DECAY = 0.25  # GLIP's prompt tuning recipe: BASE_LR 0.05, WEIGHT_DECAY 0.25
 
 
-def _training_progress(steps: int, quiet: bool) -> Any:
+@contextlib.contextmanager
+def _training_progress(steps: int, quiet: bool) -> Iterator[Callable[[int, dict[str, float]], None]]:
     """A progress bar that appears with the first finished step: a run refused before it trains
-    (unknown config, a run already in --out) prints its error alone. The caller stops it."""
+    (unknown config, a run already in --out) prints its error alone. Yields the step callback."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [
@@ -921,7 +923,10 @@ def _training_progress(steps: int, quiet: bool) -> Any:
             progress.start()
         progress.update(task, completed=step, loss=metrics["loss"])
 
-    return progress, on_step
+    try:
+        yield on_step
+    finally:
+        progress.stop()
 
 
 def _print_data(data: Any, issues_file: Path | None) -> None:
@@ -1107,11 +1112,8 @@ def train(
     if data is None:
         from glipcli.train.run import pretrain_synthetic
 
-        progress, on_step = _training_progress(cfg.steps, quiet)
-        try:
+        with _training_progress(cfg.steps, quiet) as on_step:
             weights = pretrain_synthetic(config or "glip-nano", out, cfg, resume=resume, on_step=on_step)
-        finally:
-            progress.stop()
     else:
         from glipcli.tokenizer import build_tokenizer
         from glipcli.train.coco_data import load_detection_data
@@ -1132,11 +1134,8 @@ def train(
         )
         out.mkdir(parents=True, exist_ok=True)
         _print_data(source, _write_issues(source, out))
-        progress, on_step = _training_progress(cfg.steps, quiet)
-        try:
+        with _training_progress(cfg.steps, quiet) as on_step:
             weights = finetune(model, source, out, cfg, tokenizer=tokenizer, resume=resume, on_step=on_step)
-        finally:
-            progress.stop()
     console.print(f"wrote [bold]{weights}[/]")
     if export_to is not None:
         from glipcli.export.exporter import build_from_checkpoint, export_bundle
@@ -1213,8 +1212,7 @@ def tune(
         threads=threads,
         trainable="prompt",
     )
-    progress, on_step = _training_progress(steps, quiet)
-    try:
+    with _training_progress(steps, quiet) as on_step:
         result = tune_prompt(
             model,
             weights,
@@ -1228,8 +1226,6 @@ def tune(
             on_data=lambda source: _print_data(source, None),
             on_step=on_step,
         )
-    finally:
-        progress.stop()
     from rich.markup import escape
 
     captions = ", ".join(repr(entry["caption"]) for entry in result.bundle.prompts.values())
