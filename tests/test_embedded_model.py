@@ -78,8 +78,8 @@ def test_embedded_model_finds_shapes_drawn_by_another_renderer(tmp_path, combos,
     learned shapes and colour names, not its generator's look. Measured mAP@0.5 on seeds 0-4: at least
     0.83 trained, 0.95 held-out, 0.85 on white (seed 0: 0.87, 0.97, 0.89; the previous glip-nano, batch 4:
     0.84, 0.95, 0.79; with GLIP's mean instead of the geometric mean of the words' probabilities, 0.73
-    trained). A model that told colours but not
-    shapes apart would rank the 7 trained classes of a colour alike: AP near 1/7 each."""
+    trained). A model that told colours but not shapes apart would rank the 7 trained classes of a
+    colour alike: AP near 1/7 each."""
     gt = write_drawn_set(tmp_path, combos, images, white_background=white)
     report = evaluate_folder(gt, tmp_path / "images", detector=Detector.load())
     assert report.metrics.map50 > floor
