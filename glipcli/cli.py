@@ -897,7 +897,8 @@ def _print_metrics(report: Any) -> None:
 
 MODES = {"full": "all", "head": "head", "prompt": "prompt"}  # --mode -> TrainConfig.trainable
 DEFAULT_LR = {"pretrain": NANO_PRETRAIN["lr"], "full": 1e-4, "head": 1e-3, "prompt": 5e-2}
-FINETUNE = {"steps": 3000, "batch_size": 8}  # defaults of fine-tuning; pre-training uses NANO_PRETRAIN
+# Defaults of fine-tuning; pre-training uses NANO_PRETRAIN.
+FINETUNE = {"steps": 3000, "batch_size": 8, "precision": "fp32"}
 PROMPT_WEIGHT_DECAY = 0.25  # GLIP's prompt tuning recipe: BASE_LR 0.05, WEIGHT_DECAY 0.25
 
 
@@ -1045,6 +1046,14 @@ def train(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the model init and the data.")] = 0,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for PyTorch.")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help=f"fp32, or bf16 (forward pass under bfloat16 autocast; fast on CPUs with AVX512-BF16). "
+            f"Default: {NANO_PRETRAIN['precision']} (glip-nano recipe); fine-tuning {FINETUNE['precision']}.",
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
     ] = False,
@@ -1102,7 +1111,8 @@ def train(
     kind = mode if data is not None else "pretrain"
     settings: dict[str, Any] = dict(NANO_PRETRAIN if data is None else FINETUNE)
     settings.update(lr=DEFAULT_LR[kind], seed=seed, threads=threads, checkpoint_every=100)
-    settings.update({k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("lr", lr)) if v is not None})
+    given = (("steps", steps), ("batch_size", batch_size), ("lr", lr), ("precision", precision))
+    settings.update({k: v for k, v in given if v is not None})
     if data is not None:
         settings.update(trainable=MODES[mode], warmup=min(300, max(1, settings["steps"] // 10)))
         if mode == "prompt":

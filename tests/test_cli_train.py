@@ -45,6 +45,7 @@ def invoke(*args):
         (["--mode", "head"], "--mode needs --data"),
         (["--data", "gt.json"], "needs --init"),
         (["--data", "gt.json", "--init", "x.pth", "--mode", "linear"], "unknown --mode"),
+        (["--precision", "fp16"], "unknown training precision 'fp16'"),
     ],
 )
 def test_train_refuses_inconsistent_options(tmp_path, args, message):
@@ -163,7 +164,10 @@ def test_pretraining_defaults_are_the_glip_nano_recipe_and_flags_override_them(t
     assert result.exit_code == 0, result.output
     stored = torch.load(tmp_path / "r" / "last.pt", weights_only=True)["train_config"]
     assert {k: stored[k] for k in NANO_PRETRAIN} == {**NANO_PRETRAIN, "steps": 1}
-    result = invoke("train", "--config", "glip-nano", "--out", tmp_path / "o", *FAST, "--lr", "0.002")
+    result = invoke(
+        "train", "--config", "glip-nano", "--out", tmp_path / "o", *FAST, "--lr", "0.002", "--precision", "fp32"
+    )
     assert result.exit_code == 0, result.output
     stored = torch.load(tmp_path / "o" / "last.pt", weights_only=True)["train_config"]
     assert (stored["batch_size"], stored["lr"], stored["max_size"]) == (1, 0.002, NANO_PRETRAIN["max_size"])
+    assert stored["precision"] == "fp32" != NANO_PRETRAIN["precision"]

@@ -81,7 +81,9 @@ def test_broken_checkpoint_is_reported(tmp_path):
         trainer.resume()
 
 
-@pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=0.0), dict(scales=()), dict(trainable="everything")])
+@pytest.mark.parametrize(
+    "bad", [dict(steps=0), dict(lr=0.0), dict(scales=()), dict(trainable="everything"), dict(precision="fp16")]
+)
 def test_bad_training_config(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**{**SETTINGS, **bad})
@@ -112,3 +114,22 @@ def test_frozen_token_projection_stays_at_its_init(tmp_path):
     weights, _ = run(tmp_path, 2, freeze_token_projection=True)
     assert torch.equal(weights["rpn.head.dot_product_projection_text.weight"], projection)
     assert not torch.equal(weights["rpn.head.bias_lang"], model.rpn.head.bias_lang)
+
+
+def test_bf16_runs_the_forward_pass_in_bfloat16_and_keeps_float32_weights(tmp_path):
+    """Mixed precision: matrix products in bfloat16, weights and optimiser state in float32, still
+    deterministic, and a loss that follows the float32 run's (the same batches, the same init)."""
+    model = initial_model(tiny_config(), 0)
+    seen: list[torch.dtype] = []
+    model.rpn.head.dot_product_projection_text.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    cfg = TrainConfig(steps=3, **{**SETTINGS, "precision": "bf16"})
+    trainer = Trainer(model, SyntheticGrounding(seed=0, length=1000), build_tokenizer(), cfg, tmp_path / "bf16")
+    losses: list[float] = []
+    trainer.fit(lambda step, m: losses.append(m["loss"]))
+    assert seen and set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(v.dtype == torch.float32 for s in trainer.optimizer.state.values() for v in s.values() if v.ndim)
+    again, losses_again = run(tmp_path / "again", 3, precision="bf16")
+    assert losses == losses_again and all(torch.equal(model.state_dict()[k], again[k]) for k in again)
+    _, fp32 = run(tmp_path / "fp32", 3)
+    assert losses != fp32 and losses == pytest.approx(fp32, rel=0.05)
