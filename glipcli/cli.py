@@ -642,10 +642,13 @@ def label(
         typer.Option(
             "--out",
             "-o",
-            help="Output: a .json file for COCO (default labels.json), a folder for YOLO (default labels/).",
+            help="Output: a .json file for COCO (default labels.json), a .xml file for CVAT, a folder for the others "
+            "and for several formats at once (default labels/).",
         ),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="coco or yolo.")] = "coco",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="coco, yolo, voc, labelstudio, cvat, or several: coco,voc,cvat.")
+    ] = "coco",
     threshold: ThresholdOption = DEFAULT_THRESHOLD,
     max_detections: MaxDetectionsOption = None,
     one_label: OneLabelOption = False,
@@ -686,7 +689,8 @@ def label(
     COCO: file names relative to FOLDER, bbox \\[x, y, w, h] in pixels with GLIP's w = x2 - x1 + 1, scores,
     categories 1.. in prompt order (with descriptions), info (model, sha256s, prompt, threshold).
 
-    YOLO: one .txt per image mirroring the folder tree, plus classes.txt and data.yaml.
+    YOLO: one .txt per image mirroring the folder tree, plus classes.txt and data.yaml. VOC, Label Studio, CVAT:
+    see `glip convert --help`. Several formats (--format coco,voc) go into the folder OUT, one name each.
 
     [bold]Crash safety[/]: each finished image is journaled (fsynced) in OUT.journal. After a crash, Ctrl-C or
     kill, rerun the same command with --resume: done images are skipped and the result equals an uninterrupted
@@ -723,14 +727,14 @@ def label(
       glip label photos/ --prompt-file classes.txt --engine ray --address auto --num-workers 8 --gpus-per-worker 1
     """
     from glipcli.api import Detector
-    from glipcli.label import ENGINES, FORMATS, group_by_kind, journal_path, label_folder
+    from glipcli.convert import default_output, parse_formats
+    from glipcli.label import ENGINES, group_by_kind, journal_path, label_folder
 
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown --format {fmt!r}: use one of {', '.join(FORMATS)}")
+    formats = parse_formats(fmt)
     if engine not in ENGINES:
         raise ConfigError(f"unknown --engine {engine!r}: use one of {', '.join(ENGINES)}")
     classes = _read_prompt(prompt, prompt_file)
-    out = out or Path("labels.json" if fmt == "coco" else "labels")
+    out = out or default_output(formats)
     _check_writable(journal_path(out))
     if engine == "ray":
         from glipcli.label_ray import import_ray
@@ -1243,6 +1247,86 @@ def tune(
         f"wrote [bold]{escape(str(result.bundle.path))}[/] with tuned prompt(s) {escape(captions)}",
         highlight=False,
         soft_wrap=True,
+    )
+
+
+@app.command()
+@handle_errors
+def convert(
+    labels: Annotated[Path, typer.Argument(metavar="LABELS.json", help="A COCO file, e.g. the output of glip label.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="yolo, voc, labelstudio, cvat, or several: voc,cvat.")],
+    images: Annotated[Path, typer.Option("--images", "-i", help="The folder the labels' file names are relative to.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File (cvat) or folder to write; must not exist.")],
+    image_url: Annotated[
+        str, typer.Option("--image-url", help="Label Studio: prefix of each task's image URL (then the relative path).")
+    ] = "/data/local-files/?d=",
+) -> None:
+    """Turn a finished COCO output (with its scores) into the formats annotation tools import.
+
+    The labels must describe --images: every file they name is there, with the same size. Nothing is
+    overwritten: OUT must not exist, and appears complete or not at all.
+
+    VOC: OUT/Annotations/<path>.xml per image (mirroring the folder tree), ImageSets/Main/default.txt,
+    labelmap.txt; whole pixels, scores as a "score" attribute. Label Studio: OUT/tasks.json (predictions with
+    each box's score and the model's name) and OUT/config.xml (the labelling config). CVAT for images 1.1: one
+    XML, scores as a "score" attribute. YOLO: as glip label writes it. Several formats go into OUT, one name each.
+
+    [bold]Examples[/]
+
+      glip convert labels.json --format voc --images photos/ --out voc/
+
+      glip convert labels.json --format labelstudio,cvat --images photos/ --out handoff/
+    """
+    from rich.markup import escape
+
+    from glipcli.convert import convert_labels
+
+    summary = convert_labels(labels, fmt, images, out, image_url=image_url)
+    for name, target in summary.outputs.items():
+        console.print(f"{name}: [bold]{escape(str(target))}[/]", highlight=False)
+    console.print(f"{summary.images} images, {summary.boxes} boxes", highlight=False)
+
+
+@app.command()
+@handle_errors
+def review(
+    labels: Annotated[
+        Path, typer.Argument(metavar="LABELS.json", help="A COCO file: glip label's output, or a ground truth.")
+    ],
+    images: Annotated[Path, typer.Option("--images", "-i", help="The folder the labels' file names are relative to.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML page to write; must not exist.")] = Path(
+        "review.html"
+    ),
+    errors: Annotated[
+        Path | None, typer.Option("--errors", help="Skipped files to list (default: LABELS.json.errors.json if there).")
+    ] = None,
+    metrics: Annotated[
+        Path | None, typer.Option("--metrics", help="A glip eval --json file, shown with the run's settings.")
+    ] = None,
+    thumb: Annotated[int, typer.Option("--thumb", min=16, help="Thumbnail size (long side, pixels).")] = 160,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Threads making thumbnails.")] = 2,
+) -> None:
+    """Write one self-contained HTML page to check a labelled folder: opens from disk, no server, offline.
+
+    Thumbnails with their boxes, lowest-confidence images first; filters by class and score (kept in the URL's
+    # part, so a view can be bookmarked); per-class box counts and score histograms; the files glip label skipped;
+    the run's settings (the COCO info). Pages of 60 cards, so 10,000 images open as fast as 100.
+
+    [bold]Examples[/]
+
+      glip review labels.json --images photos/ --out review.html
+
+      glip review val/annotations.json --images val/images --metrics scores.json --out gt.html
+    """
+    from rich.markup import escape
+
+    from glipcli.review import write_review
+
+    summary = write_review(labels, images, out, errors=errors, metrics=metrics, thumb=thumb, workers=workers)
+    console.print(
+        f"{summary.images} images, {summary.boxes} boxes, {summary.skipped} skipped -> "
+        f"[bold]{escape(str(summary.out))}[/] ({summary.bytes / 1e3:,.0f} kB)",
+        highlight=False,
     )
 
 

@@ -44,15 +44,16 @@ import numpy as np
 
 from glipcli import __version__
 from glipcli.api import DEFAULT_THRESHOLD, Detector, PreparedPrompt, one_label_per_object
+from glipcli.convert import check_output, output_targets, parse_formats, write_format
 from glipcli.errors import ConfigError, DataError, ImageError
 from glipcli.io.coco import coco_annotations, coco_categories, coco_image, write_coco_atomic, write_json_atomic
 from glipcli.io.folder import list_images
 from glipcli.io.images import load_image
 from glipcli.io.journal import Journal, JournalLocked
-from glipcli.io.yolo import label_path, write_yolo
+from glipcli.io.labelled import from_record
+from glipcli.io.yolo import label_path
 from glipcli.prompt import Prompt
 
-FORMATS = ("coco", "yolo")
 ENGINES = ("local", "ray")
 EXIT_SKIPPED = 2
 SHARD_WAIT_SECONDS = 30.0  # for Ray workers that are done to exit and release their shards
@@ -179,8 +180,8 @@ def label_folder(
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    formats = parse_formats(fmt)
+    fmt = ",".join(formats)
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     if engine == "ray":
@@ -188,7 +189,8 @@ def label_folder(
 
         label_ray.check_arguments(num_workers, gpus_per_worker)  # before the model loads
     out = Path(out)
-    _check_output(out, fmt)
+    check_output(out, formats)
+    targets = output_targets(formats, out)
     if is_url(root):
         if engine != "ray":
             raise ConfigError(f"{root}: a folder given by URL is read by Ray workers; use the ray engine")
@@ -208,8 +210,8 @@ def label_folder(
     files = [(i + 1, path.relative_to(base).as_posix(), path) for i, path in enumerate(listing.images)]
     skipped = [Skipped(_printable(path.relative_to(base).as_posix()), reason) for path, reason in listing.skipped]
     files, refused = _unwritable_names(files)
-    if fmt == "yolo":
-        files, collisions = _yolo_collisions(files, out)
+    for name in {"yolo", "voc"}.intersection(formats):  # both name a label file by the image's path less its suffix
+        files, collisions = _yolo_collisions(files, targets[name])
         refused += collisions
     header = _header(folder, detector, prepared, fmt, threshold, limit, batch_size)
     _check_shards(shards_path(out), resume)
@@ -259,12 +261,13 @@ def label_folder(
 
         labelled, boxes, failed = _totals(records())
         skipped += refused + failed
-        if fmt == "coco":
-            _write_coco(
-                out, records, prepared.prompt, _info(detector, prepared, threshold, limit, batch_size, one_label)
-            )
-        else:
-            _write_yolo(out, records, prepared.labels)
+        for name, target in targets.items():
+            if name == "coco":
+                info = _info(detector, prepared, threshold, limit, batch_size, one_label)
+                _write_coco(target, records, prepared.prompt, info)
+            else:
+                images = lambda: map(from_record, _labelled(records))  # noqa: E731
+                write_format(name, target, images, prepared.labels, detector.bundle.name)
         _write_errors(out, skipped)
         shards.remove()
         _remove(journal)
@@ -371,14 +374,6 @@ def label_block(
         }
 
 
-def _check_output(out: Path, fmt: str) -> None:
-    """Refuse an output of the wrong kind before any work: a folder for COCO, a file for YOLO."""
-    if fmt == "coco" and out.is_dir():
-        raise ConfigError(f"{out} is a folder; give a file name for the COCO output (e.g. labels.json)")
-    if fmt == "yolo" and out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} is a file; give a folder for the YOLO labels (e.g. labels/)")
-
-
 def _printable(name: str) -> str:
     """A file name as text: bytes that are not UTF-8 (kept by Python as surrogates) shown as escapes."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -404,7 +399,7 @@ def _yolo_collisions(
     for entry in files:
         target = label_path(out, entry[1])
         if target in taken:
-            skipped.append(Skipped(entry[1], f"its YOLO label file {target.name} is already taken by {taken[target]}"))
+            skipped.append(Skipped(entry[1], f"its label file {target.name} is already taken by {taken[target]}"))
         else:
             taken[target] = entry[1]
             kept.append(entry)
@@ -623,20 +618,6 @@ def _annotations(records: Records) -> Iterator[dict[str, Any]]:
         annotations = coco_annotations(record["id"], boxes, record["scores"], record["labels"], first_id=next_id)
         next_id += len(annotations)
         yield from annotations
-
-
-def _write_yolo(out: Path, records: Records, names: list[str]) -> None:
-    items = (
-        (
-            r["file_name"],
-            r["width"],
-            r["height"],
-            np.asarray(r["boxes"], dtype=np.float64).reshape(-1, 4),
-            np.asarray(r["labels"], dtype=np.int64) - 1,
-        )
-        for r in _labelled(records)
-    )
-    write_yolo(out, items, names)
 
 
 def _write_errors(out: Path, skipped: list[Skipped]) -> None:
