@@ -20,7 +20,8 @@ from glipcli.errors import ImageError
 MAX_PIXELS: int = 50_000_000
 """Largest image (width x height, after orientation) we decode; larger ones are refused."""
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
+"""What folder walks pick up. Pillow decodes them all; of a GIF (or any multi-frame file) the first frame."""
 
 _ORIENTATION_TAG = 0x0112
 # EXIF orientation -> the transpose that displays the image upright (as ImageOps.exif_transpose).

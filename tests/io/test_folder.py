@@ -23,10 +23,10 @@ def _rel(listing: FolderListing, root: Path) -> list[str]:
 
 
 def test_recursive_sorted_case_insensitive(tmp_path: Path) -> None:
-    _touch(tmp_path, "b.JPG", "a.png", "sub/z.Jpeg", "sub/deeper/y.webp", "a b.tif", "c.TIFF", "d.bmp")
-    _touch(tmp_path, "notes.txt", "model.onnx", "sub/x.gif", "noext")
+    _touch(tmp_path, "b.JPG", "a.png", "sub/z.Jpeg", "sub/deeper/y.webp", "a b.tif", "c.TIFF", "d.bmp", "sub/x.GIF")
+    _touch(tmp_path, "notes.txt", "model.onnx", "noext")
     listing = list_images(tmp_path)
-    expected = ["a b.tif", "a.png", "b.JPG", "c.TIFF", "d.bmp", "sub/deeper/y.webp", "sub/z.Jpeg"]
+    expected = ["a b.tif", "a.png", "b.JPG", "c.TIFF", "d.bmp", "sub/deeper/y.webp", "sub/x.GIF", "sub/z.Jpeg"]
     assert _rel(listing, tmp_path) == sorted(expected)
     assert listing.skipped == []
     assert all(p.is_absolute() == tmp_path.is_absolute() and p.is_file() for p in listing.images)

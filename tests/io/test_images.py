@@ -46,7 +46,7 @@ def _assert_rgb(arr: np.ndarray, shape: tuple[int, int]) -> None:
 
 
 def test_constants() -> None:
-    assert {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"} == IMAGE_EXTENSIONS
+    assert {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"} == IMAGE_EXTENSIONS
     assert 10_000_000 <= MAX_PIXELS <= 200_000_000
 
 
