@@ -28,13 +28,14 @@ Detector caches it) and the backbone once per image (or per batch).
 
 from __future__ import annotations
 
+import errno
 import heapq
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, closing, nullcontext, suppress
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -261,14 +262,15 @@ def label_folder(
 
         labelled, boxes, failed = _totals(records())
         skipped += refused + failed
-        for name, target in targets.items():
-            if name == "coco":
-                info = _info(detector, prepared, threshold, limit, batch_size, one_label)
-                _write_coco(target, records, prepared.prompt, info)
-            else:
-                images = lambda: map(from_record, _labelled(records))  # noqa: E731
-                write_format(name, target, images, prepared.labels, detector.bundle.name)
-        _write_errors(out, skipped)
+        with _journal_kept_on_failure(out, journal.path):
+            for name, target in targets.items():
+                if name == "coco":
+                    info = _info(detector, prepared, threshold, limit, batch_size, one_label)
+                    _write_coco(target, records, prepared.prompt, info)
+                else:
+                    images = lambda: map(from_record, _labelled(records))  # noqa: E731
+                    write_format(name, target, images, prepared.labels, detector.bundle.name)
+            _write_errors(out, skipped)
         shards.remove()
         _remove(journal)
     return LabelSummary(
@@ -627,6 +629,21 @@ def _write_errors(out: Path, skipped: list[Skipped]) -> None:
         write_json_atomic(path, [{"file": item.file, "reason": item.reason} for item in skipped])
     else:
         path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _journal_kept_on_failure(out: Path, journal: Path) -> Iterator[None]:
+    """A failed write of the output (a full disk, a quota) becomes one line: which file, and that the
+    journal still holds every image, so ``--resume`` writes the output without labelling again."""
+    try:
+        yield
+    except OSError as exc:
+        what = exc.strerror or str(exc)
+        fix = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
+        raise DataError(
+            f"cannot write {exc.filename or out}: {what}; every image is kept in the journal {journal}: "
+            f"{fix} and rerun the same command with --resume to write the output"
+        ) from None
 
 
 def _remove(journal: Journal) -> None:
