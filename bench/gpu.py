@@ -180,7 +180,7 @@ def detection_parity(fp32_dir: Path, fp16_dir: Path, device: str, image: np.ndar
     from glipcli.api import Detector
 
     found = {
-        label: Detector.load(path, device=device)(image, REFERENCE_PROMPT, threshold=0.0)
+        label: Detector.load(path, device=device)(image, REFERENCE_PROMPT, threshold=0.0, all_labels=True)
         for label, path in (("fp32", fp32_dir), ("fp16", fp16_dir))
     }
     return {"prompt": REFERENCE_PROMPT, **drift(found["fp32"], found["fp16"])}

@@ -143,7 +143,9 @@ def drift(reference: Any, other: Any) -> dict[str, float]:
 
 def detections_drift(found: Mapping[str, Detector], image: np.ndarray) -> dict[str, Any]:
     """Drift of every precision's detections on ``image`` from fp32's (threshold 0, official top 100)."""
-    detections = {label: detector(image, REFERENCE_PROMPT, threshold=0.0) for label, detector in found.items()}
+    detections = {
+        label: detector(image, REFERENCE_PROMPT, threshold=0.0, all_labels=True) for label, detector in found.items()
+    }
     return {label: drift(detections["fp32"], det) for label, det in detections.items() if label != "fp32"}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from glipcli.config import GLIPConfig
-from glipcli.errors import ConfigError, ImageError, PromptError
+from glipcli.errors import BundleError, ConfigError, ImageError, PromptError
 from glipcli.io.coco import PIXEL_DECIMALS, SCORE_DECIMALS
 from glipcli.io.images import load_image
 from glipcli.postprocess import RawDetections, level_sizes, merge_chunks, postprocess, rescale_boxes
@@ -30,6 +30,7 @@ from glipcli.preprocess import PreparedImage, batch_images, prepare_image
 from glipcli.prompt import Prompt, PromptChunk, encode_prompt, grounding_prompt, parse_prompt
 from glipcli.runtime.bundle import Bundle, load_bundle, resolve_model
 from glipcli.runtime.engine import Engine, InferenceEngine
+from glipcli.selection import Thresholds, check_threshold, describe, per_label_thresholds, select
 from glipcli.tokenizer import load_tokenizer
 
 if TYPE_CHECKING:
@@ -37,15 +38,14 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 DEFAULT_THRESHOLD = 0.4
-"""Display default for final scores, sqrt(phrase probability x centerness); not calibrated.
+"""Threshold of bundles without a calibrated one (official GLIP exports), on the final scores
+sqrt(phrase probability x centerness).
 
 The weakest candidates sit near sqrt(0.05 x centerness), about 0.15-0.22, and the official demo
 shows boxes above 0.5, which drops many plausible open-vocabulary matches; 0.4 lies between.
-Use 0 with the default max_detections for the official, unthresholded output (evaluation).
+Bundles calibrated with ``glip calibrate`` carry their own (``calibration`` in the manifest).
+Use 0 with the default max_detections and ``all_labels=True`` for the official output (evaluation).
 """
-
-ONE_LABEL_IOU = 0.5
-"""Boxes of different labels overlapping this much are taken for one object (``one_label_per_object``)."""
 
 ImageInput = np.ndarray | str | Path
 
@@ -121,7 +121,9 @@ class Detector:
         image: ImageInput,
         prompt: str | Prompt | PreparedPrompt,
         *,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
+        class_thresholds: Mapping[str, float] | None = None,
+        all_labels: bool = False,
         max_detections: int | None = None,
         ground: Sequence[str] | None = None,
         bgr: bool = False,
@@ -129,11 +131,22 @@ class Detector:
         """Detections of one image, in original pixels, sorted by score descending.
 
         ``image`` is a path or an (H, W, 3) uint8 array in RGB order (``bgr=True`` for arrays
-        from OpenCV). ``max_detections`` defaults to the model's detections per image (100);
-        ``threshold`` filters the final scores after the official post-processing.
+        from OpenCV). ``max_detections`` defaults to the model's detections per image (100).
+
+        By default each object keeps its best label and fragments of it go (glipcli.selection);
+        ``all_labels=True`` gives GLIP's output, every label's boxes. ``threshold`` (default: the
+        bundle's calibrated one, see :attr:`default_threshold`) and ``class_thresholds`` (class
+        name -> threshold) filter the final scores after that.
         """
         ((_, detections),) = self.detect_many(
-            [image], prompt, threshold=threshold, max_detections=max_detections, ground=ground, bgr=bgr
+            [image],
+            prompt,
+            threshold=threshold,
+            class_thresholds=class_thresholds,
+            all_labels=all_labels,
+            max_detections=max_detections,
+            ground=ground,
+            bgr=bgr,
         )
         return detections
 
@@ -142,7 +155,9 @@ class Detector:
         images: Iterable[ImageInput],
         prompt: str | Prompt | PreparedPrompt,
         *,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
+        class_thresholds: Mapping[str, float] | None = None,
+        all_labels: bool = False,
         max_detections: int | None = None,
         ground: Sequence[str] | None = None,
         bgr: bool = False,
@@ -150,24 +165,56 @@ class Detector:
     ) -> Iterator[tuple[ImageInput, sv.Detections]]:
         """``(image, detections)`` per input, lazily, in input order; the prompt is tokenised once.
 
-        Arguments are checked at the call, images only when the iteration reaches them.
+        Arguments are checked at the call, images only when the iteration reaches them; the
+        selection and thresholds are those of :meth:`__call__`.
 
         ``batch_size`` > 1 shares backbone and head runs between images, padded to the largest of
         the batch; that padding changes scores slightly (see glipcli.runtime.engine).
         """
-        _check_threshold(threshold)
         limit = self._max_detections(max_detections)
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         prepared = self.prepare_prompt(prompt, ground)
-        return self._iterate(images, prepared, limit, threshold, bgr, batch_size)
+        thresholds = self.thresholds(prepared, threshold, class_thresholds)
+        return self._iterate(images, prepared, limit, thresholds, all_labels, bgr, batch_size)
+
+    @property
+    def default_threshold(self) -> tuple[float, str]:
+        """The threshold used when none is given, and where it comes from.
+
+        ``glip calibrate`` records one in the bundle's manifest; other bundles (official GLIP
+        exports) get ``DEFAULT_THRESHOLD``.
+        """
+        bundle = getattr(self.engine, "bundle", None)
+        calibration = bundle.manifest.get("calibration") if bundle is not None else None
+        if calibration is None:
+            return DEFAULT_THRESHOLD, "default"
+        try:
+            value = check_threshold(calibration["threshold"])
+        except (TypeError, KeyError, ConfigError):
+            raise BundleError(f"bundle {bundle.path}: manifest calibration has no valid threshold") from None
+        return value, f"calibrated on {calibration.get('ground_truth', 'a validation set')}"
+
+    def thresholds(
+        self,
+        prompt: PreparedPrompt,
+        threshold: float | None = None,
+        class_thresholds: Mapping[str, float] | None = None,
+    ) -> Thresholds:
+        """The threshold of each label of ``prompt``: ``threshold`` (default: :attr:`default_threshold`),
+        except labels with their own (a prompt file's ``>= 0.6``), except classes named in
+        ``class_thresholds``; unknown names and values outside [0, 1] are errors."""
+        default = self.default_threshold[0] if threshold is None else check_threshold(threshold)
+        own = {i: label.threshold for i, label in enumerate(prompt.prompt.labels, 1) if label.threshold is not None}
+        return Thresholds(default, {**own, **per_label_thresholds(prompt.labels, class_thresholds)})
 
     def _iterate(
         self,
         images: Iterable[ImageInput],
         prepared: PreparedPrompt,
         limit: int,
-        threshold: float,
+        thresholds: Thresholds,
+        all_labels: bool,
         bgr: bool,
         batch_size: int,
     ) -> Iterator[tuple[ImageInput, sv.Detections]]:
@@ -175,17 +222,23 @@ class Detector:
         for source in images:
             batch.append((source, _as_rgb(source, bgr)))
             if len(batch) == batch_size:
-                yield from self._emit(batch, prepared, limit, threshold)
+                yield from self._emit(batch, prepared, limit, thresholds, all_labels)
                 batch = []
         if batch:
-            yield from self._emit(batch, prepared, limit, threshold)
+            yield from self._emit(batch, prepared, limit, thresholds, all_labels)
 
     def _emit(
-        self, batch: list[tuple[ImageInput, np.ndarray]], prepared: PreparedPrompt, limit: int, threshold: float
+        self,
+        batch: list[tuple[ImageInput, np.ndarray]],
+        prepared: PreparedPrompt,
+        limit: int,
+        thresholds: Thresholds,
+        all_labels: bool,
     ) -> Iterator[tuple[ImageInput, sv.Detections]]:
         results = self._detect_batch([rgb for _, rgb in batch], prepared, limit)
         for (source, _), raw in zip(batch, results, strict=True):
-            yield source, _to_supervision(raw, prepared.labels, threshold)
+            found = _to_supervision(raw, prepared.labels, thresholds.floor)
+            yield source, select(found, thresholds, all_labels=all_labels)
 
     def _detect_batch(self, rgbs: list[np.ndarray], prepared: PreparedPrompt, limit: int) -> list[RawDetections]:
         """Official post-processing per image and chunk, chunks merged, boxes in original pixels."""
@@ -238,11 +291,6 @@ def to_prompt(prompt: str | Prompt, ground: Sequence[str] | None = None) -> Prom
     return grounding_prompt(prompt, list(ground)) if ground is not None else parse_prompt(prompt)
 
 
-def _check_threshold(threshold: float) -> None:
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
-        raise ConfigError(f"threshold must be between 0 and 1, got {threshold!r}")
-
-
 def _as_rgb(image: ImageInput, bgr: bool) -> np.ndarray:
     """A path is decoded (EXIF-oriented RGB); an array must be (H, W, 3) uint8."""
     if isinstance(image, str | Path):
@@ -271,22 +319,31 @@ def _to_supervision(raw: RawDetections, labels: Sequence[str], threshold: float)
     )
 
 
-def one_label_per_object(detections: sv.Detections, iou: float = ONE_LABEL_IOU) -> sv.Detections:
-    """The best-scoring label of each object, in the given order, other fields untouched.
+def selection_info(
+    detector: Detector, prepared: PreparedPrompt, thresholds: Thresholds, defaulted: bool, all_labels: bool
+) -> dict[str, Any]:
+    """How detections were chosen, for COCO ``info`` and JSON output: thresholds (and where the
+    default came from: ``defaulted`` when none was given) and the selection rule."""
+    return {
+        "threshold": thresholds.default,
+        "threshold_source": detector.default_threshold[1] if defaulted else "given",
+        "class_thresholds": {prepared.labels[i - 1]: v for i, v in sorted(thresholds.per_label.items())},
+        "one_label": not all_labels,
+        "selection": describe(all_labels),
+    }
 
-    GLIP scores every label at every box and keeps each label's boxes, so an object sharing a word
-    with several phrases carries several labels; supervision's class-agnostic NMS keeps one.
-    """
-    return detections.with_nms(threshold=iou, class_agnostic=True)
 
-
-def result_record(image: str, size_wh: tuple[int, int], prompt: str, detections: sv.Detections) -> dict[str, Any]:
-    """The JSON document of one image's detections (pixels to 2 decimals, scores to 5)."""
+def result_record(
+    image: str, size_wh: tuple[int, int], prompt: str, detections: sv.Detections, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON document of one image's detections (pixels to 2 decimals, scores to 5), with the
+    ``settings`` that chose them (:func:`selection_info`)."""
     return {
         "image": image,
         "width": int(size_wh[0]),
         "height": int(size_wh[1]),
         "prompt": prompt,
+        **(settings or {}),
         "detections": [
             {
                 "label": str(name),

@@ -59,8 +59,27 @@ CompactOption = Annotated[
     ),
 ]
 ThresholdOption = Annotated[
-    float,
-    typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Keep detections scoring at least this (0 = all)."),
+    float | None,
+    typer.Option(
+        "--threshold",
+        "-t",
+        min=0.0,
+        max=1.0,
+        help="Keep detections scoring at least this (0 = all). Default: the model's calibrated threshold "
+        f"(glip calibrate), else {DEFAULT_THRESHOLD}.",
+        show_default=False,
+    ),
+]
+ClassThresholdOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--class-threshold",
+        "-T",
+        metavar="'NAME=VALUE'",
+        help="A threshold for one class, e.g. 'red circle=0.6' (repeatable; overrides --threshold and a prompt "
+        "file's '>= 0.6' for that class).",
+        show_default=False,
+    ),
 ]
 MaxDetectionsOption = Annotated[
     int | None,
@@ -69,11 +88,39 @@ MaxDetectionsOption = Annotated[
 OneLabelOption = Annotated[
     bool,
     typer.Option(
-        "--one-label",
-        help="One label per object: where boxes of different labels overlap (IoU >= 0.5), keep the "
-        "best-scoring. GLIP keeps each label's boxes, so one object may carry several labels.",
+        "--one-label/--all-labels",
+        help="--one-label (default): each object keeps its best-scoring label, boxes of other labels over it "
+        "(IoU >= 0.5) and fragments inside a better box of its label go. --all-labels: GLIP's raw output, every "
+        "label's boxes (with --threshold 0 --max-detections 100, the official output).",
     ),
 ]
+
+
+def _class_thresholds(values: list[str] | None) -> dict[str, float]:
+    """``--class-threshold 'red circle=0.6'`` options as {class name: value}; range and names are
+    checked against the prompt by the library."""
+    result: dict[str, float] = {}
+    for value in values or []:
+        name, sep, number = value.rpartition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--class-threshold {value!r}: expected 'NAME=VALUE', e.g. 'red circle=0.6'")
+        try:
+            result[name.strip()] = float(number)
+        except ValueError:
+            raise ConfigError(f"--class-threshold {value!r}: {number.strip()!r} is not a number") from None
+    return result
+
+
+def _print_selection(settings: dict[str, Any], out: Console) -> None:
+    """One line: the threshold used and where it came from, and the selection (on stderr when stdout carries JSON)."""
+    from rich.markup import escape
+
+    source = "--threshold" if settings["threshold_source"] == "given" else settings["threshold_source"]
+    classes = "".join(f", {escape(name)} {value:g}" for name, value in settings["class_thresholds"].items())
+    labels = "one label per object" if settings["one_label"] else "all labels (GLIP's output)"
+    out.print(
+        f"threshold {settings['threshold']:g} ({escape(source)}){classes}; {labels}", highlight=False, soft_wrap=True
+    )
 
 
 def handle_errors(func: F) -> F:
@@ -359,7 +406,7 @@ def detect(
     model: ModelOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
-    threshold: ThresholdOption = DEFAULT_THRESHOLD,
+    threshold: ThresholdOption = None,
     max_detections: MaxDetectionsOption = None,
     ground: Annotated[
         list[str] | None,
@@ -385,7 +432,8 @@ def detect(
     json_out: Annotated[
         str | None, typer.Option("--json", help="Write detections as JSON to this file, or '-' for stdout.")
     ] = None,
-    one_label: OneLabelOption = False,
+    one_label: OneLabelOption = True,
+    class_threshold: ClassThresholdOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Detect the objects a prompt names, in one or more images.
@@ -393,6 +441,10 @@ def detect(
     Boxes are in original image pixels; scores are GLIP's: sqrt(phrase probability x centerness).
 
     Several images, or a glob pattern, make --json a list and --out a folder.
+
+    By default each object keeps one label and the threshold is the model's calibrated one; stderr says
+    which threshold was used and the JSON records it. --all-labels gives GLIP's raw output. A prompt file
+    line may end in '>= 0.6', that class's own threshold (docs/labels.md).
 
     A bundle written by `glip tune` uses its tuned prompt when PROMPT names exactly the tuned classes
     (see `glip info`), and says on stderr whether it did.
@@ -409,9 +461,11 @@ def detect(
 
       glip detect img.jpg --prompt-file classes.txt --json -
 
-      glip detect img.jpg "red heart. red circle. blue circle" --one-label --out out.png
+      glip detect img.jpg "red heart. red circle. blue circle" --class-threshold "red circle=0.6" --out out.png
+
+      glip detect img.jpg "red heart. red circle" --all-labels --threshold 0 --json raw.json
     """
-    from glipcli.api import Detector, one_label_per_object, result_record, to_prompt
+    from glipcli.api import Detector, result_record, selection_info, to_prompt
     from glipcli.draw import annotate, save_image
     from glipcli.io.coco import write_json_atomic
     from glipcli.io.images import load_image
@@ -428,21 +482,30 @@ def detect(
     if json_out is not None and not to_stdout:
         _check_writable(Path(json_out))
 
+    by_class = _class_thresholds(class_threshold)
     detector = Detector.load(model, device=device, threads=threads)
     prepared = detector.prepare_prompt(prompt)
+    thresholds = detector.thresholds(prepared, threshold, by_class)
+    settings = selection_info(detector, prepared, thresholds, threshold is None, not one_label)
     if not quiet:
         _tuned_note(detector, [chunk.caption for chunk in prepared.chunks])
+        _print_selection(settings, err_console if to_stdout else console)
     records = []
     for i, path in enumerate(images):
         start = time.perf_counter()
         rgb = load_image(path)
-        detections = detector(rgb, prepared, threshold=threshold, max_detections=max_detections)
-        if one_label:
-            detections = one_label_per_object(detections)
+        detections = detector(
+            rgb,
+            prepared,
+            threshold=threshold,
+            class_thresholds=by_class,
+            all_labels=not one_label,
+            max_detections=max_detections,
+        )
         size_wh = (rgb.shape[1], rgb.shape[0])
         if targets is not None:
             save_image(targets[i], annotate(rgb, detections))
-        records.append(result_record(str(path), size_wh, prompt_text or prepared.text, detections))
+        records.append(result_record(str(path), size_wh, prompt_text or prepared.text, detections, settings))
         if not quiet:
             _print_detections(str(path), size_wh, detections, time.perf_counter() - start, table=not to_stdout)
     if json_out is not None:
@@ -649,9 +712,10 @@ def label(
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="coco, yolo, voc, labelstudio, cvat, or several: coco,voc,cvat.")
     ] = "coco",
-    threshold: ThresholdOption = DEFAULT_THRESHOLD,
+    threshold: ThresholdOption = None,
+    class_threshold: ClassThresholdOption = None,
     max_detections: MaxDetectionsOption = None,
-    one_label: OneLabelOption = False,
+    one_label: OneLabelOption = True,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
@@ -697,8 +761,11 @@ def label(
     run. The output is replaced atomically at the end, then the journal is removed. A second run writing the
     same output at the same time is refused.
 
-    [bold]--one-label[/] applies when the output is written: the journal keeps GLIP's output, so a run resumed
-    with or without it is consistent.
+    [bold]Labels a person keeps[/]: by default each object keeps its best label (fragments and other labels'
+    boxes over it go) and the threshold is the model's calibrated one (`glip calibrate`; 0.4 for models without
+    one); info records which. --all-labels writes GLIP's raw output. Per class: --class-threshold 'red circle=0.6'
+    or a prompt file line ending in '>= 0.6'. The selection applies when the output is written: the journal keeps
+    GLIP's output, so a run resumed with or without --all-labels is consistent. See docs/labels.md.
 
     [bold]Tuned prompts[/] (`glip tune`) are used when the classes are exactly the tuned ones; stderr says so.
 
@@ -722,11 +789,13 @@ def label(
 
       glip label photos/ --prompt-file classes.txt --out photos.json --resume
 
-      glip label photos/ --prompt-file classes.txt --one-label --threshold 0.5
+      glip label photos/ --prompt-file classes.txt --threshold 0.5 --class-threshold "bicycle=0.3"
+
+      glip label photos/ --prompt-file classes.txt --all-labels --threshold 0 --out raw.json
 
       glip label photos/ --prompt-file classes.txt --engine ray --address auto --num-workers 8 --gpus-per-worker 1
     """
-    from glipcli.api import Detector
+    from glipcli.api import Detector, selection_info
     from glipcli.convert import default_output, parse_formats
     from glipcli.label import ENGINES, group_by_kind, journal_path, label_folder
 
@@ -744,8 +813,11 @@ def label(
         import_ray()  # a missing Ray is one line, before the model loads
     # with Ray the workers run the model; here it only tokenises the prompt and names the graphs
     detector = Detector.load(model, device="cpu" if engine == "ray" else device, threads=threads)
+    by_class = _class_thresholds(class_threshold)
+    prepared = detector.prepare_prompt(classes)
+    thresholds = detector.thresholds(prepared, threshold, by_class)  # a bad class name stops here, before any work
     if not quiet:
-        _tuned_note(detector, [chunk.caption for chunk in detector.prepare_prompt(classes).chunks])
+        _tuned_note(detector, [chunk.caption for chunk in prepared.chunks])
     try:
         with _ProgressDisplay("labelling", quiet) as display:
             summary = label_folder(
@@ -755,8 +827,9 @@ def label(
                 detector=detector,
                 fmt=fmt,
                 threshold=threshold,
+                class_thresholds=by_class,
+                all_labels=not one_label,
                 max_detections=max_detections,
-                one_label=one_label,
                 batch_size=batch_size,
                 workers=workers,
                 resume=resume,
@@ -780,6 +853,7 @@ def label(
             f"in {summary.seconds:.1f} s -> [bold]{escape(str(summary.out))}[/]",
             highlight=False,
         )
+        _print_selection(selection_info(detector, prepared, thresholds, threshold is None, not one_label), console)
         if summary.skipped:
             _print_skipped(group_by_kind(summary.skipped), summary.errors_file)
     raise typer.Exit(summary.exit_code)
@@ -897,6 +971,68 @@ def _print_metrics(report: Any) -> None:
         from glipcli.label import group_by_kind
 
         _print_skipped(group_by_kind(report.skipped), None)
+
+
+@app.command()
+@handle_errors
+def calibrate(
+    ground_truth: Annotated[
+        Path, typer.Argument(metavar="GT.json", help="COCO validation set (images, annotations, categories).")
+    ],
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", "-i", help="Folder of the ground truth's images (default: 'images' beside GT.json)."),
+    ] = None,
+    prompt_file: Annotated[
+        Path | None,
+        typer.Option("--prompt-file", "-p", help="Classes to prompt with, as for glip eval (default: the categories)."),
+    ] = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Threads decoding images ahead of the model.")
+    ] = 2,
+    write: Annotated[
+        bool, typer.Option("--write/--dry-run", help="Record the threshold in the bundle's manifest (default).")
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Choose a model's default score threshold on a validation set and record it in its bundle.
+
+    A box is right when its label names the object's category and IoU >= 0.5 (each object matched once). On the
+    one-label output (the default of detect and label) the threshold from 0.05 to 0.95 that maximises F1 of right
+    boxes is written into the bundle's manifest.json under "calibration"; detect and label then use it when no
+    --threshold is given. The graphs are untouched, so the bundle still verifies. Use images the model was not
+    trained on (docs/labels.md).
+
+    [bold]Examples[/]
+
+      glip calibrate val/annotations.json --model exported/glip-nano
+
+      glip calibrate val/annotations.json --model exported/my-model --dry-run
+    """
+    from glipcli.api import Detector
+    from glipcli.calibration import choose_threshold, load_scenes, write_calibration
+    from glipcli.prompt import read_prompt_file
+
+    prompt = read_prompt_file(prompt_file) if prompt_file is not None else None
+    detector = Detector.load(model, device=device, threads=threads)
+    folder = images if images is not None else ground_truth.parent / "images"
+    with _ProgressDisplay("calibrating", quiet) as display:
+        scenes = load_scenes(ground_truth, folder, detector, prompt=prompt, workers=workers, progress=display.update)
+    result = choose_threshold(scenes, ground_truth)
+    if write:
+        write_calibration(detector.bundle.path, result)
+    if not quiet:
+        from rich.markup import escape
+
+        where = f"-> {escape(str(detector.bundle.path / 'manifest.json'))}" if write else "(dry run: not written)"
+        console.print(
+            f"threshold [bold]{result.threshold:g}[/]: F1 {result.f1:.3f}, precision {result.precision:.3f}, "
+            f"recall {result.recall:.3f} on {result.images} images, {result.objects} objects {where}",
+            highlight=False,
+        )
 
 
 MODES = {"full": "all", "head": "head", "prompt": "prompt"}  # --mode -> TrainConfig.trainable

@@ -122,7 +122,8 @@ def evaluate_folder(
     labels, category_ids = category_prompt(gt["categories"], prompt)
     detector = detector or Detector.load(model, device=device, threads=threads)
     prepared = detector.prepare_prompt(labels)
-    detector.detect_many([], prepared, threshold=threshold, max_detections=max_detections)  # checks the values
+    # GLIP's output, every label's boxes, as COCO mAP expects; checks the values now
+    detector.detect_many([], prepared, threshold=threshold, max_detections=max_detections, all_labels=True)
 
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
@@ -135,7 +136,7 @@ def evaluate_folder(
             if isinstance(rgb, str):
                 skipped.append(Skipped(entry["file_name"], rgb))
             else:
-                det = detector(rgb, prepared, threshold=threshold, max_detections=max_detections)
+                det = detector(rgb, prepared, threshold=threshold, max_detections=max_detections, all_labels=True)
                 results += coco_results(entry["id"], det.xyxy, det.confidence, det.data["label_id"], category_ids)
             done = state.done + 1
             state = LabelProgress(done, len(entries), len(skipped), done, time.perf_counter() - start)

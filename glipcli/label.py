@@ -33,7 +33,7 @@ import heapq
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from glipcli import __version__
-from glipcli.api import DEFAULT_THRESHOLD, Detector, PreparedPrompt, one_label_per_object
+from glipcli.api import Detector, PreparedPrompt, selection_info
 from glipcli.convert import check_output, output_targets, parse_formats, write_format
 from glipcli.errors import ConfigError, DataError, ImageError
 from glipcli.io.coco import coco_annotations, coco_categories, coco_image, write_coco_atomic, write_json_atomic
@@ -54,6 +54,7 @@ from glipcli.io.journal import Journal, JournalLocked
 from glipcli.io.labelled import from_record
 from glipcli.io.yolo import label_path
 from glipcli.prompt import Prompt
+from glipcli.selection import Thresholds, select
 
 ENGINES = ("local", "ray")
 EXIT_SKIPPED = 2
@@ -151,9 +152,10 @@ def label_folder(
     device: str = "auto",
     threads: int | None = None,
     fmt: str = "coco",
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
+    class_thresholds: Mapping[str, float] | None = None,
+    all_labels: bool = False,
     max_detections: int | None = None,
-    one_label: bool = False,
     batch_size: int = 1,
     workers: int = 2,
     resume: bool = False,
@@ -170,8 +172,10 @@ def label_folder(
     changes scores slightly, see glipcli.runtime.engine); batches are fixed blocks of the
     listing, so a resumed run batches exactly as an uninterrupted one.
 
-    ``one_label`` keeps the best-scoring label of each object (:func:`api.one_label_per_object`)
-    when the output is written; journals hold GLIP's output either way.
+    What is written is what :meth:`Detector.__call__` gives with the same ``threshold``,
+    ``class_thresholds`` and ``all_labels``: one label per object unless ``all_labels``. The
+    journal holds GLIP's output (every label, above the lowest threshold) and the selection is
+    applied when the output is written, so a run resumed with or without ``all_labels`` agrees.
 
     ``engine="ray"`` runs the model in ``num_workers`` Ray actors (``gpus_per_worker`` GPUs each)
     on the cluster at ``address`` (default: a Ray already initialised, else a local one), each
@@ -203,8 +207,10 @@ def label_folder(
         folder = str(base.resolve())
     detector = detector or Detector.load(model, device=device, threads=threads)
     prepared = detector.prepare_prompt(prompt)
-    # checks threshold, max detections and batch size now, before any journal exists
-    detector.detect_many([], prepared, threshold=threshold, max_detections=max_detections, batch_size=batch_size)
+    # checks thresholds, max detections and batch size now, before any journal exists
+    thresholds = detector.thresholds(prepared, threshold, class_thresholds)
+    floor = thresholds.floor  # what the journal keeps: nothing below it can be written
+    detector.detect_many([], prepared, threshold=floor, max_detections=max_detections, batch_size=batch_size)
     limit = max_detections or detector.config.postprocess.detections_per_img
 
     start = time.perf_counter()
@@ -214,11 +220,11 @@ def label_folder(
     for name in {"yolo", "voc"}.intersection(formats):  # both name a label file by the image's path less its suffix
         files, collisions = _yolo_collisions(files, targets[name])
         refused += collisions
-    header = _header(folder, detector, prepared, fmt, threshold, limit, batch_size)
+    header = _header(folder, detector, prepared, fmt, floor, limit, batch_size)
     _check_shards(shards_path(out), resume)
     if engine == "local":
         runner: AbstractContextManager[Labeller] = nullcontext(
-            lambda todo, done, journal: _label_here(journal, detector, prepared, todo, done, threshold, limit, workers)
+            lambda todo, done, journal: _label_here(journal, detector, prepared, todo, done, floor, limit, workers)
         )
     else:
         runner = label_ray.RayLabeller(
@@ -229,7 +235,7 @@ def label_folder(
             device=device,
             threads=threads,
             prepared=prepared,
-            threshold=threshold,
+            threshold=floor,
             limit=limit,
             address=address,
             num_workers=num_workers,
@@ -257,15 +263,14 @@ def label_folder(
         shards.open_new()
 
         def records() -> Iterator[dict[str, Any]]:
-            ordered = _in_id_order([journal, *shards.journals])
-            return map(_one_label, ordered) if one_label else ordered
+            return (_select(r, thresholds, all_labels) for r in _in_id_order([journal, *shards.journals]))
 
         labelled, boxes, failed = _totals(records())
         skipped += refused + failed
         with _journal_kept_on_failure(out, journal.path):
             for name, target in targets.items():
                 if name == "coco":
-                    info = _info(detector, prepared, threshold, limit, batch_size, one_label)
+                    info = _info(detector, prepared, thresholds, threshold is None, limit, batch_size, all_labels)
                     _write_coco(target, records, prepared.prompt, info)
                 else:
                     images = lambda: map(from_record, _labelled(records))  # noqa: E731
@@ -354,11 +359,12 @@ def label_block(
 ) -> Iterator[dict[str, Any]]:
     """Journal records of one block of images, in order; the readable ones share one batch.
 
-    Both engines label through here, so their records agree.
+    Records hold GLIP's output (every label's boxes) scoring at least ``threshold``; both engines
+    label through here, so their records agree.
     """
     images = [rgb for _, _, rgb in items if isinstance(rgb, np.ndarray)]
     results = detector.detect_many(
-        images, prepared, threshold=threshold, max_detections=limit, batch_size=max(len(images), 1)
+        images, prepared, threshold=threshold, max_detections=limit, all_labels=True, batch_size=max(len(images), 1)
     )
     for image_id, rel, rgb in items:
         if isinstance(rgb, str):
@@ -439,7 +445,13 @@ def _header(
 
 
 def _info(
-    detector: Detector, prepared: PreparedPrompt, threshold: float, limit: int, batch_size: int, one_label: bool
+    detector: Detector,
+    prepared: PreparedPrompt,
+    thresholds: Thresholds,
+    defaulted: bool,
+    limit: int,
+    batch_size: int,
+    all_labels: bool,
 ) -> dict[str, Any]:
     manifest = detector.bundle.manifest
     return {
@@ -449,9 +461,8 @@ def _info(
         "source": manifest.get("source", {}),
         "graphs_sha256": {name: entry["sha256"] for name, entry in manifest["graphs"].items()},
         "prompt": _prompt_text(prepared),
-        "threshold": threshold,
+        **selection_info(detector, prepared, thresholds, defaulted, all_labels),
         "max_detections": limit,
-        "one_label": one_label,
         "batch_size": batch_size,
         "bbox": "[x1, y1, x2 - x1 + 1, y2 - y1 + 1] of GLIP's inclusive pixel boxes",
         "tool": f"glipcli {__version__}",
@@ -586,9 +597,9 @@ def _totals(records: Iterable[dict[str, Any]]) -> tuple[int, int, list[Skipped]]
 Records = Callable[[], Iterator[dict[str, Any]]]
 
 
-def _one_label(record: dict[str, Any]) -> dict[str, Any]:
-    """The record with only the best-scoring label of each object; values exactly as journaled."""
-    if "skipped" in record or len(record["scores"]) < 2:
+def _select(record: dict[str, Any], thresholds: Thresholds, all_labels: bool) -> dict[str, Any]:
+    """The record as it is written (see :func:`selection.select`); values exactly as journaled."""
+    if "skipped" in record:
         return record
     import supervision as sv
 
@@ -596,9 +607,9 @@ def _one_label(record: dict[str, Any]) -> dict[str, Any]:
         xyxy=np.asarray(record["boxes"], dtype=np.float32).reshape(-1, 4),
         confidence=np.asarray(record["scores"], dtype=np.float32),
         class_id=np.asarray(record["labels"], dtype=np.int64) - 1,
-        data={"index": np.arange(len(record["scores"]))},
+        data={"index": np.arange(len(record["scores"])), "label_id": np.asarray(record["labels"], dtype=np.int64)},
     )
-    keep = one_label_per_object(detections).data["index"].tolist()
+    keep = select(detections, thresholds, all_labels=all_labels).data["index"].tolist()
     return {**record, **{key: [record[key][i] for i in keep] for key in ("boxes", "scores", "labels")}}
 
 

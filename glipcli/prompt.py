@@ -27,14 +27,18 @@ Span = tuple[int, int]
 _COMMENT = re.compile(r"(?:^|\s)#.*")
 # GLIP's clean_name: drop everything from the first "(" to the last ")".
 _PARENTHESES = re.compile(r"\(.*\)")
+# A prompt-file line's own score threshold: "red circle: round and red >= 0.6" (after the last ">=").
+_THRESHOLD = re.compile(r"^(?P<label>.*?)\s*>=\s*(?P<value>\S*)$")
 
 
 @dataclass(frozen=True)
 class Label:
-    """A class to detect: ``name`` is scored and reported; ``description`` only enters the caption."""
+    """A class to detect: ``name`` is scored and reported; ``description`` only enters the caption;
+    ``threshold``, when set, replaces the run's score threshold for this class."""
 
     name: str
     description: str | None = None
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,27 @@ def parse_prompt(text: str) -> Prompt:
     return Prompt(tuple(labels))
 
 
+def _parse_line(phrase: str, where: str) -> Label:
+    """A prompt-file line: a label, optionally ending in ``>= 0.6``, its own score threshold."""
+    match = _THRESHOLD.match(phrase)
+    if match is None:
+        return _parse_label(phrase, where)
+    text = match["value"]
+    try:
+        value = float(text)
+    except ValueError:
+        raise PromptError(f"{where}: threshold {_short(text)} after '>=' is not a number") from None
+    if not 0 <= value <= 1:
+        raise PromptError(f"{where}: threshold {text} is not between 0 and 1")
+    if not match["label"]:
+        raise PromptError(f"{where}: no class name before '>='")
+    label = _parse_label(match["label"], where)
+    return Label(label.name, label.description, value)
+
+
 def read_prompt_file(path: str | Path) -> Prompt:
-    """One class per line (``name`` or ``name: description``); blank lines and ``#`` comments skipped.
+    """One class per line (``name``, ``name: description``, either ending in ``>= 0.6`` for a
+    threshold of its own); blank lines and ``#`` comments skipped.
 
     Identical lines are an error (see ``_check_unique``). UTF-8, with or without a BOM.
     """
@@ -140,7 +163,7 @@ def read_prompt_file(path: str | Path) -> Prompt:
         phrase = _normalise(_COMMENT.sub("", line))
         if phrase:
             wheres.append(f"prompt file {path} line {number}")
-            labels.append(_parse_label(phrase, wheres[-1]))
+            labels.append(_parse_line(phrase, wheres[-1]))
     if not labels:
         raise PromptError(f"prompt file {path} has no classes (only blank lines and comments)")
     _check_unique(labels, wheres)

@@ -40,7 +40,7 @@ def reset_runs(detector):
 
 def test_detections_fields_and_order(detector):
     img = scene(240, 320)  # resized to 128 x 170 for the tiny model
-    det = detector(img, PROMPT, threshold=0)
+    det = detector(img, PROMPT, threshold=0, all_labels=True)
     assert 0 < len(det) <= 100
     assert det.xyxy.dtype == np.float32 and det.confidence.dtype == np.float32
     assert np.all(np.diff(det.confidence) <= 0)
@@ -54,9 +54,9 @@ def test_detections_fields_and_order(detector):
 
 
 def test_threshold_filters_after_postprocessing(detector):
-    everything = detector(scene(), PROMPT, threshold=0)
+    everything = detector(scene(), PROMPT, threshold=0, all_labels=True)
     cut = float(everything.confidence[len(everything) // 2])  # a real score: ties at the cut are kept
-    kept = detector(scene(), PROMPT, threshold=cut)
+    kept = detector(scene(), PROMPT, threshold=cut, all_labels=True)
     expected = everything.confidence >= cut
     assert 0 < len(kept) < len(everything)
     np.testing.assert_array_equal(kept.xyxy, everything.xyxy[expected])
@@ -64,20 +64,20 @@ def test_threshold_filters_after_postprocessing(detector):
 
 
 def test_max_detections(detector):
-    many = detector(scene(), PROMPT, threshold=0, max_detections=1000)
+    many = detector(scene(), PROMPT, threshold=0, all_labels=True, max_detections=1000)
     assert len(many) > 100  # the model default (100) is only a default
-    few = detector(scene(), PROMPT, threshold=0, max_detections=5)
+    few = detector(scene(), PROMPT, threshold=0, all_labels=True, max_detections=5)
     np.testing.assert_array_equal(few.confidence, many.confidence[:5])
-    assert len(detector(scene(), PROMPT, threshold=0)) == 100
+    assert len(detector(scene(), PROMPT, threshold=0, all_labels=True)) == 100
 
 
 def test_path_bgr_and_rgb_inputs_agree(detector, tmp_path):
     img = scene()
     Image.fromarray(img).save(tmp_path / "scene.png")
-    rgb = detector(img, PROMPT, threshold=0)
-    from_path = detector(tmp_path / "scene.png", PROMPT, threshold=0)
-    from_bgr = detector(np.ascontiguousarray(img[..., ::-1]), PROMPT, threshold=0, bgr=True)
-    swapped = detector(np.ascontiguousarray(img[..., ::-1]), PROMPT, threshold=0)
+    rgb = detector(img, PROMPT, threshold=0, all_labels=True)
+    from_path = detector(tmp_path / "scene.png", PROMPT, threshold=0, all_labels=True)
+    from_bgr = detector(np.ascontiguousarray(img[..., ::-1]), PROMPT, threshold=0, all_labels=True, bgr=True)
+    swapped = detector(np.ascontiguousarray(img[..., ::-1]), PROMPT, threshold=0, all_labels=True)
     for other in (from_path, from_bgr):
         np.testing.assert_array_equal(other.xyxy, rgb.xyxy)
         np.testing.assert_array_equal(other.confidence, rgb.confidence)
@@ -85,7 +85,7 @@ def test_path_bgr_and_rgb_inputs_agree(detector, tmp_path):
 
 
 def test_grounding_prompt(detector):
-    det = detector(scene(), "a man walking a dog on the beach", ground=["dog", "man"], threshold=0)
+    det = detector(scene(), "a man walking a dog on the beach", ground=["dog", "man"], threshold=0, all_labels=True)
     assert set(det.data["class_name"]) <= {"dog", "man"} and len(det)
     np.testing.assert_array_equal(det.data["label_id"], np.where(det.data["class_name"] == "dog", 1, 2))
     with pytest.raises(PromptError, match="does not occur"):
@@ -98,11 +98,11 @@ def test_prompt_objects_and_prepared_prompts(detector):
     assert prepared.labels == ["red circle", "blue rectangle", "yellow triangle"]
     assert "a flat shape" in prepared.chunks[0].caption
     reset_runs(detector)
-    first = detector(scene(), prepared, threshold=0)
-    second = detector(scene(seed=1), prepared, threshold=0)
+    first = detector(scene(), prepared, threshold=0, all_labels=True)
+    second = detector(scene(seed=1), prepared, threshold=0, all_labels=True)
     assert detector.engine.runs == {"text": 1, "backbone": 2, "head": 2}
     assert not np.array_equal(first.confidence, second.confidence)
-    np.testing.assert_array_equal(detector(scene(), prompt, threshold=0).confidence, first.confidence)
+    np.testing.assert_array_equal(detector(scene(), prompt, threshold=0, all_labels=True).confidence, first.confidence)
     with pytest.raises(PromptError, match="caption string"):
         detector(scene(), prompt, ground=["red"])
 
@@ -138,20 +138,22 @@ def test_detect_many_checks_arguments_at_the_call(detector):
 def test_detect_many_is_lazy_ordered_and_runs_text_once(detector):
     images = [scene(seed=s) for s in range(3)]
     reset_runs(detector)
-    results = list(detector.detect_many(iter(images), "zebra. horse", threshold=0))
+    results = list(detector.detect_many(iter(images), "zebra. horse", threshold=0, all_labels=True))
     assert [src is img for (src, _), img in zip(results, images)] == [True] * 3
     assert detector.engine.runs == {"text": 1, "backbone": 3, "head": 3}
     for img, (_, det) in zip(images, results):
-        np.testing.assert_array_equal(det.confidence, detector(img, "zebra. horse", threshold=0).confidence)
+        np.testing.assert_array_equal(
+            det.confidence, detector(img, "zebra. horse", threshold=0, all_labels=True).confidence
+        )
 
 
 def test_batched_images_of_one_size_share_a_backbone_run(detector):
     images = [scene(seed=s) for s in range(4)]
     reset_runs(detector)
-    batched = [det for _, det in detector.detect_many(images, PROMPT, threshold=0, batch_size=2)]
+    batched = [det for _, det in detector.detect_many(images, PROMPT, threshold=0, all_labels=True, batch_size=2)]
     assert detector.engine.runs["backbone"] == 2 and detector.engine.runs["head"] == 2
     for img, det in zip(images, batched):
-        alone = detector(img, PROMPT, threshold=0)
+        alone = detector(img, PROMPT, threshold=0, all_labels=True)
         np.testing.assert_allclose(det.confidence, alone.confidence, atol=1e-5)
         np.testing.assert_allclose(det.xyxy, alone.xyxy, atol=1e-2)
 
@@ -165,11 +167,11 @@ def test_chunked_prompt_equals_each_chunk_alone_merged(detector):
     prepared = PreparedPrompt(prompt, tuple(chunks), "chunked")
     img = scene()
     reset_runs(detector)
-    chunked = detector(img, prepared, threshold=0, max_detections=60)
+    chunked = detector(img, prepared, threshold=0, all_labels=True, max_detections=60)
     assert detector.engine.runs["backbone"] == 1 and detector.engine.runs["head"] == len(chunks)
     boxes, scores, ids = [], [], []
     for chunk in chunks:
-        alone = detector(img, Prompt(tuple(Label(names[i - 1]) for i in chunk.label_ids)), threshold=0)
+        alone = detector(img, Prompt(tuple(Label(names[i - 1]) for i in chunk.label_ids)), threshold=0, all_labels=True)
         boxes.append(alone.xyxy)
         scores.append(alone.confidence)
         ids.append(np.asarray(chunk.label_ids)[alone.class_id])
@@ -185,7 +187,7 @@ def test_long_vocabulary_runs_backbone_once(detector):
     prepared = detector.prepare_prompt(prompt)
     assert len(prepared.chunks) > 10
     reset_runs(detector)
-    det = detector(scene(), prepared, threshold=0)
+    det = detector(scene(), prepared, threshold=0, all_labels=True)
     assert detector.engine.runs == {"text": len(prepared.chunks), "backbone": 1, "head": len(prepared.chunks)}
     assert len(det) == 100 and det.data["label_id"].max() <= 1203
 
@@ -194,7 +196,7 @@ def test_long_vocabulary_runs_backbone_once(detector):
 @given(text=st.one_of(st.text(max_size=80), st.lists(st.text(min_size=1, max_size=12), min_size=1).map(". ".join)))
 def test_arbitrary_prompts_never_crash(detector, text):
     try:
-        det = detector(scene(64, 64), text, threshold=0)
+        det = detector(scene(64, 64), text, threshold=0, all_labels=True)
     except GlipError as exc:
         event(type(exc).__name__)
         assert str(exc) and "\n" not in str(exc)
@@ -212,7 +214,7 @@ def test_detection_imports_neither_torch_nor_transformers(tiny_bundle):
         from glipcli.draw import annotate
         det = Detector.load({str(tiny_bundle)!r}, device="cpu")
         img = np.zeros((90, 120, 3), np.uint8)
-        annotate(img, det(img, "cat. dog", threshold=0))
+        annotate(img, det(img, "cat. dog", threshold=0, all_labels=True))
         loaded = sorted(m for m in ("torch", "transformers") if m in sys.modules)
         print("loaded:", loaded)
         """

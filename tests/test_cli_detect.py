@@ -64,7 +64,10 @@ def assert_one_line_error(result, fragment):
 def test_reference_detections_through_the_cli(reduced_bundle, reference, case, tmp_path):
     out = tmp_path / "det.json"
     result = run(
-        reference / "image_public.png", PROMPT, "--model", reduced_bundle, "--threshold", "0", "--json", out, "-q"
+        reference / "image_public.png",
+        PROMPT,
+        *("--model", reduced_bundle, "--threshold", "0", "--max-detections", "100", "--all-labels"),
+        *("--json", out, "-q"),
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
@@ -79,7 +82,7 @@ def test_reference_detections_through_the_cli(reduced_bundle, reference, case, t
 
 
 def test_table_and_summary(fast, img):
-    result = run(img, PROMPT, "--threshold", "0", "--max-detections", "7")
+    result = run(img, PROMPT, "--threshold", "0", "--max-detections", "7", "--all-labels")
     assert result.exit_code == 0, result.output
     assert "7 detections" in result.stdout and "score" in result.stdout
     assert any(name in result.stdout for name in ("red circle", "blue rectangle", "yellow triangle"))
@@ -95,8 +98,9 @@ def test_json_to_stdout_is_pure_json_and_matches_the_api(fast, img):
     result = run(img, PROMPT, "--json", "-")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    expected = fast(img, PROMPT, threshold=DEFAULT_THRESHOLD)
+    expected = fast(img, PROMPT)
     assert doc["image"] == str(img) and (doc["width"], doc["height"]) == (320, 240)
+    assert (doc["threshold"], doc["threshold_source"], doc["one_label"]) == (DEFAULT_THRESHOLD, "default", True)
     assert [d["label"] for d in doc["detections"]] == list(expected.data["class_name"])
     np.testing.assert_allclose([d["box_xyxy"] for d in doc["detections"]], expected.xyxy, atol=0.006)
     np.testing.assert_allclose([d["score"] for d in doc["detections"]], expected.confidence, atol=1e-5)
@@ -146,7 +150,7 @@ def test_lvis_sized_prompt_file_runs_backbone_once_per_image(fast, tmp_path):
     for seed in range(2):
         images.append(tmp_path / f"{seed}.png")
         Image.fromarray(scene(seed=seed)).save(images[-1])
-    result = run(*images, "--prompt-file", classes, "--json", "-", "-t", "0")
+    result = run(*images, "--prompt-file", classes, "--json", "-", "-t", "0", "--all-labels")
     assert result.exit_code == 0, result.output
     docs = json.loads(result.stdout)
     chunks = fast.engine.runs["text"]

@@ -76,16 +76,18 @@ def test_all_good_exit_0_and_quiet_prints_nothing(fast, tmp_path):
     assert not (tmp_path / "labels.json.errors.json").exists()
 
 
-def test_one_label_reaches_the_written_labels(fast, tmp_path):
+def test_one_label_is_the_default_and_all_labels_gives_glips_output(fast, tmp_path):
+    """Fails if the default goes back to GLIP's several labels per object; --one-label is still accepted."""
     make_images(tmp_path / "imgs", 2)
     docs = []
-    for extra in ([], ["--one-label"]):
-        out = tmp_path / f"labels{len(extra)}.json"
+    for i, extra in enumerate(([], ["--one-label"], ["--all-labels"])):
+        out = tmp_path / f"labels{i}.json"
         result = label(tmp_path / "imgs", "-P", PROMPT, "-o", out, "-t", "0", "-q", *extra)
         assert result.exit_code == 0, result.output
         docs.append(json.loads(out.read_text()))
-    assert [d["info"]["one_label"] for d in docs] == [False, True]
-    assert 0 < len(docs[1]["annotations"]) < len(docs[0]["annotations"])
+    assert [d["info"]["one_label"] for d in docs] == [True, True, False]
+    assert docs[0]["annotations"] == docs[1]["annotations"]
+    assert 0 < len(docs[0]["annotations"]) < len(docs[2]["annotations"])
 
 
 def test_prompt_file_and_yolo_format(fast, tmp_path):
@@ -111,7 +113,7 @@ def test_prompt_file_and_yolo_format(fast, tmp_path):
         (["--model", "x"], "exactly one of --prompt"),
         (["-P", "cat", "--prompt-file", "c.txt"], "exactly one of --prompt"),
         (["-P", "cat. . dog"], "empty class"),
-        (["-P", "cat", "--format", "voc"], "unknown --format"),
+        (["-P", "cat", "--format", "pascal"], "unknown format"),
         (["-P", "cat", "--out", "/proc/version/x.json"], "not a writable folder"),
     ],
 )

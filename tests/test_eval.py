@@ -51,7 +51,7 @@ def with_near_misses(detector, dataset: Path, out: Path) -> Path:
     gt = json.loads(dataset.read_text())
     names = ". ".join(c["name"] for c in gt["categories"])
     for image in gt["images"][:2]:
-        det = detector(dataset.parent / "images" / image["file_name"], names, threshold=0)
+        det = detector(dataset.parent / "images" / image["file_name"], names, threshold=0, all_labels=True)
         for k, ((x1, y1, x2, y2), label_id) in enumerate(zip(det.xyxy[:6].tolist(), det.data["label_id"][:6])):
             shift = 0.04 * k * (x2 - x1)  # IoU from 1 down to about 0.6
             bbox = [x1 + shift, y1, x2 - x1 + 1, y2 - y1 + 1]
@@ -76,7 +76,11 @@ def test_map_equals_pycocotools_on_the_same_detections(detector, dataset, tmp_pa
     detections = []
     for image in gt["images"]:
         det = detector(
-            dataset.parent / "images" / image["file_name"], ". ".join(names), threshold=0, max_detections=100
+            dataset.parent / "images" / image["file_name"],
+            ". ".join(names),
+            threshold=0,
+            all_labels=True,
+            max_detections=100,
         )
         for (x1, y1, x2, y2), score, label_id in zip(det.xyxy, det.confidence, det.data["label_id"]):
             x1, y1, x2, y2 = map(float, (x1, y1, x2, y2))

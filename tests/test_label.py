@@ -22,6 +22,7 @@ from glipcli.api import Detector
 from glipcli.errors import ConfigError, DataError
 from glipcli.label import errors_path, journal_path, label_folder, prefetch
 from glipcli.prompt import Label, Prompt
+from glipcli.selection import FRAGMENT_INSIDE
 from tests.test_api import scene
 
 PROMPT = "red circle. blue rectangle"
@@ -220,20 +221,22 @@ def test_resume_equals_an_uninterrupted_run(detector, tmp_path, batch_size, stop
     assert not journal_path(out).exists()
 
 
-def test_one_label_keeps_the_best_label_per_object_and_resumes_any_journal(detector, tmp_path):
-    """--one-label filters what is written, not what is journaled: a run interrupted without it and
-    resumed with it equals a fresh --one-label run, which is GLIP's output less cross-label duplicates."""
+def test_one_label_is_the_default_and_resumes_any_journal(detector, tmp_path):
+    """The selection filters what is written, not what is journaled: a run interrupted with all_labels
+    and resumed without equals a fresh default run, which is GLIP's output less other labels' boxes
+    over an object and fragments inside a better box of the same label."""
     root = tmp_path / "imgs"
     make_images(root, 6)
     kwargs = {"detector": detector, "threshold": 0.0}  # many overlapping boxes of both labels
-    label_folder(root, PROMPT, tmp_path / "all.json", **kwargs)
-    fresh = label_folder(root, PROMPT, tmp_path / "one.json", one_label=True, **kwargs)
+    label_folder(root, PROMPT, tmp_path / "all.json", all_labels=True, **kwargs)
+    fresh = label_folder(root, PROMPT, tmp_path / "one.json", **kwargs)
     out = tmp_path / "resumed.json"
     with pytest.raises(Interrupt):
-        label_folder(root, PROMPT, out, progress=interrupt_after(2), **kwargs)
-    label_folder(root, PROMPT, out, resume=True, one_label=True, **kwargs)
+        label_folder(root, PROMPT, out, progress=interrupt_after(2), all_labels=True, **kwargs)
+    label_folder(root, PROMPT, out, resume=True, **kwargs)
     every, one, resumed = (json.loads((tmp_path / n).read_text()) for n in ("all.json", "one.json", "resumed.json"))
     assert without_date(resumed) == without_date(one) and one["info"]["one_label"] is True
+    assert every["info"]["one_label"] is False
     assert fresh.boxes == len(one["annotations"]) < len(every["annotations"])
     key = lambda a: (a["image_id"], a["category_id"], tuple(a["bbox"]), a["score"])  # noqa: E731
     assert {key(a) for a in one["annotations"]} <= {key(a) for a in every["annotations"]}
@@ -244,8 +247,22 @@ def test_one_label_keeps_the_best_label_per_object_and_resumes_any_journal(detec
         assert (overlap[~np.eye(len(kept), dtype=bool)] < 0.5 + 1e-3).all()  # COCO boxes are rounded
         for a in every["annotations"]:  # a box is dropped only for a better-scoring kept box on the same object
             if a["image_id"] == image["id"] and key(a) not in {key(k) for k in kept}:
-                rivals = [k["score"] for k, iou in zip(kept, box_iou_batch(xyxy([a]), xyxy(kept))[0]) if iou >= 0.499]
+                ious = box_iou_batch(xyxy([a]), xyxy(kept))[0]
+                rivals = [
+                    k["score"]
+                    for k, iou in zip(kept, ious)
+                    if iou >= 0.499
+                    or (k["category_id"] == a["category_id"] and _inside(a, k) >= FRAGMENT_INSIDE - 1e-3)
+                ]
                 assert rivals and max(rivals) >= a["score"]
+
+
+def _inside(a: dict, b: dict) -> float:
+    """The share of COCO box a's area inside COCO box b."""
+    (ax, ay, aw, ah), (bx, by, bw, bh) = a["bbox"], b["bbox"]
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah)
 
 
 def test_existing_journal_needs_resume_and_same_settings(detector, tmp_path):

@@ -68,7 +68,7 @@ def tuned(source, data, tmp_path_factory):
 
 
 def _detections(detector, image, prompt):
-    found = detector(image, prompt, threshold=0.0)
+    found = detector(image, prompt, threshold=0.0, all_labels=True)
     return found.xyxy, found.confidence, found.class_id
 
 
