@@ -25,6 +25,7 @@ from rich.console import Console
 from glipcli import __version__
 from glipcli.api import DEFAULT_THRESHOLD
 from glipcli.errors import ConfigError, GlipError, ImageError, PromptError
+from glipcli.extras import require_extra
 from glipcli.train.recipe import NANO_PRETRAIN
 
 if TYPE_CHECKING:
@@ -206,20 +207,23 @@ def export(
 
       glip export --config configs/glip_Swin_T_O365_GoldG.yaml --weights hf://GLIPModel/GLIP/glip_tiny_model_o365_goldg.pth
     """
-    from glipcli.export.exporter import build_from_checkpoint, export_bundle
+    require_extra("export", "export")
     from glipcli.export.weights import default_weights, resolve_weights
-    from glipcli.runtime.bundle import embedded_models_dir
+    from glipcli.runtime.bundle import default_export_dir
 
     if fp16 and int8:
         raise GlipError("choose one of --fp16 and --int8")
     precision = "fp16" if fp16 else "int8" if int8 else "fp32"
     checkpoint = resolve_weights(weights or default_weights(config))
+    # imports torch (seconds), so after the download: an offline export fails at once
+    from glipcli.export.exporter import build_from_checkpoint, export_bundle
+
     console.print(f"loading [bold]{checkpoint}[/] with config [bold]{config}[/]")
     model, source = build_from_checkpoint(config, checkpoint, str(bert_config) if bert_config else None)
     if compact:
         source = _round_for_export(model, source)
     name = name or model.cfg.name
-    target = out or embedded_models_dir() / (name if precision == "fp32" else f"{name}-{precision}")
+    target = out or default_export_dir() / (name if precision == "fp32" else f"{name}-{precision}")
     result = export_bundle(
         model,
         target,
@@ -1232,6 +1236,7 @@ def train(
 
       glip train --data gold.json --pseudo teacher.json --pseudo-images unlabelled/ --init glip-t --out runs/student
     """
+    require_extra("train", "train")
     from glipcli.train.trainer import TrainConfig
 
     if mode not in MODES:
@@ -1349,6 +1354,7 @@ def tune(
 
       glip detect img.jpg "stingray" --model exported/nano-rays
     """
+    require_extra("train", "tune")
     from glipcli.train.trainer import TrainConfig
     from glipcli.train.tune import tune_prompt
 

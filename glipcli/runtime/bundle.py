@@ -8,6 +8,7 @@ Runtime too old for the graphs).
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import os
 from dataclasses import dataclass
@@ -120,26 +121,47 @@ def user_cache_dir() -> Path:
     return Path(base) / "glipcli" if not os.environ.get("GLIPCLI_HOME") else Path(base)
 
 
-def embedded_models_dir() -> Path:
-    """``exported/`` at the top of the source tree: the models that ship with glipcli."""
+PACKAGED_DIR = "embedded"
+"""Where a wheel holds the embedded models, inside the ``glipcli`` package (setup.py copies them there)."""
+
+
+def source_models_dir() -> Path:
+    """``exported/`` at the top of a source checkout: the embedded models, and ``glip export``'s output."""
     return Path(__file__).resolve().parents[2] / "exported"
+
+
+def packaged_models_dir() -> Path:
+    """The embedded models of an installed wheel (``glipcli/embedded/``); absent in a source checkout.
+
+    pip installs wheels unzipped, so the package's resources are files that ONNX Runtime can open.
+    """
+    return Path(str(importlib.resources.files("glipcli") / PACKAGED_DIR))
+
+
+def embedded_models_dir() -> Path:
+    """The models that ship with glipcli: in the installed package, else in the checkout's ``exported/``."""
+    packaged = packaged_models_dir()
+    return packaged if packaged.is_dir() else source_models_dir()
+
+
+def default_export_dir() -> Path:
+    """Where ``glip export`` writes by default: ``exported/`` in a checkout, never into site-packages."""
+    return user_cache_dir() / "models" if packaged_models_dir().is_dir() else source_models_dir()
 
 
 DEFAULT_MODEL = "glip-nano"
 
 
 def resolve_model(name_or_path: str | Path | None) -> Path:
-    """A bundle path, or a name looked up in ``exported/`` and the user cache directory."""
+    """A bundle path, or a name looked up in the embedded models and the user cache directory."""
     spec = str(name_or_path) if name_or_path else DEFAULT_MODEL
     candidate = Path(spec).expanduser()
     if candidate.is_dir() or (os.sep in spec or spec.startswith(".")):
         return candidate
-    searched = [embedded_models_dir() / spec, user_cache_dir() / "models" / spec]
-    for folder in searched:
-        if (folder / MANIFEST).is_file():
-            return folder
-    names = sorted(
-        {p.parent.name for d in (embedded_models_dir(), user_cache_dir() / "models") for p in d.glob(f"*/{MANIFEST}")}
-    )
+    folders = [embedded_models_dir(), user_cache_dir() / "models"]
+    for folder in folders:
+        if (folder / spec / MANIFEST).is_file():
+            return folder / spec
+    names = sorted({p.parent.name for d in folders for p in d.glob(f"*/{MANIFEST}")})
     known = f" (known: {', '.join(names)})" if names else ""
-    raise BundleError(f"unknown model {spec!r}: no bundle in {searched[0].parent} or {searched[1].parent}{known}")
+    raise BundleError(f"unknown model {spec!r}: no bundle in {folders[0]} or {folders[1]}{known}")
