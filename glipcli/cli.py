@@ -1127,7 +1127,11 @@ def train(
     ] = None,
     init: Annotated[
         str | None,
-        typer.Option("--init", help="Weights to fine-tune: a checkpoint file or a preset with released weights."),
+        typer.Option(
+            "--init",
+            help="Weights to fine-tune: a checkpoint file, a model bundle (a folder or a name such as glip-nano: "
+            "the weights its graphs hold) or a preset with released weights.",
+        ),
     ] = None,
     pseudo: Annotated[
         Path | None, typer.Option("--pseudo", help="Teacher's pseudo-labels (a `glip label` COCO file) to add.")
@@ -1232,7 +1236,7 @@ def train(
 
       glip train --out runs/glip-nano --resume
 
-      glip train --data gold.json --init runs/glip-nano/model.pth --steps 300 --out runs/ft
+      glip train --data gold.json --init glip-nano --steps 300 --out runs/ft
 
       glip train --data gold.json --pseudo teacher.json --pseudo-images unlabelled/ --init glip-t --out runs/student
     """
@@ -1246,7 +1250,7 @@ def train(
         if given or mode != "full":
             raise ConfigError(f"{', '.join(given) or '--mode'} needs --data (fine-tuning on labelled images)")
     elif init is None:
-        raise ConfigError("fine-tuning needs --init: a checkpoint file (e.g. runs/glip-nano/model.pth) or a preset")
+        raise ConfigError("fine-tuning needs --init: a bundle (e.g. glip-nano), a checkpoint file or a preset")
     if pseudo is None and pseudo_images is not None:
         raise ConfigError("--pseudo-images needs --pseudo")
     if compact and export_to is None:
@@ -1316,15 +1320,20 @@ def train(
 @handle_errors
 def tune(
     data: Annotated[Path, typer.Option("--data", help="COCO detection file: its category names are the prompt.")],
-    weights: Annotated[
-        Path, typer.Option("--weights", help="The checkpoint --model was exported from (checked by sha256).")
-    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Tuned bundle folder to write.")],
     images: Annotated[
         Path | None,
         typer.Option("--images", "-i", help="Folder --data's file names are relative to (default: images/ beside it)."),
     ] = None,
     model: ModelOption = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            help="The checkpoint --model was exported from (checked by sha256). "
+            "Default: the weights the bundle's own graphs hold.",
+        ),
+    ] = None,
     shots: Annotated[
         int | None, typer.Option("--shots", "-k", min=1, help="Use K labelled images per category (default: all).")
     ] = None,
@@ -1335,6 +1344,9 @@ def tune(
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for PyTorch.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Model name of the tuned bundle.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle at --out.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted tuning run for --out from its last checkpoint.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Prompt tuning: learn the prompt of --data's classes from a few labelled images, into a new bundle.
@@ -1348,9 +1360,15 @@ def tune(
     description, ...) runs the untuned text encoder. `glip detect` and `glip label` say which;
     `glip info` lists the tuned prompts.
 
+    The PyTorch model is rebuilt from the bundle itself (fp32 bundles exported by this glip export), so
+    no checkpoint is needed; --weights takes the one it was exported from instead. A tuned bundle can
+    be tuned again: it starts from the untuned model, adds the new caption (or replaces the same
+    caption's features) and keeps the other tuned prompts. The run checkpoints every 50 steps into
+    .NAME.tune-run beside --out; --resume continues it after an interruption, to the same result.
+
     [bold]Examples[/]
 
-      glip tune --data rays.json --weights runs/nano/model.pth --shots 10 --out exported/nano-rays
+      glip tune --data rays.json --images ./images --model glip-nano --shots 10 --out exported/nano-rays
 
       glip detect img.jpg "stingray" --model exported/nano-rays
     """
@@ -1367,6 +1385,7 @@ def tune(
         seed=seed,
         threads=threads,
         trainable="prompt",
+        checkpoint_every=50,
     )
     with _training_progress(steps, quiet) as on_step:
         result = tune_prompt(
@@ -1379,6 +1398,7 @@ def tune(
             shots=shots,
             name=name,
             overwrite=overwrite,
+            resume=resume,
             on_data=lambda source: _print_data(source, None),
             on_step=on_step,
         )

@@ -88,14 +88,12 @@ def compact_graph(path: Path) -> int:
     return before - path.stat().st_size
 
 
-def expand_graph(path: Path, dst: Path) -> None:
-    """The inverse of :func:`compact_graph`: every compactly stored weight back as a float32
-    initializer, for tools that expect plain weights (ONNX Runtime's quantiser)."""
-    model = onnx.load(str(path))
-    graph = model.graph
+def _expansion(graph: onnx.GraphProto) -> tuple[dict[str, np.ndarray], list[onnx.NodeProto], set[str]]:
+    """The float32 values of the compactly stored weights (by the name the graph computes them
+    under), the Cast/Mul nodes that compute them, and the initializers those nodes read."""
     values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     produced: dict[str, np.ndarray] = {}
-    dropped_nodes, used = [], set()
+    nodes, used = [], set()
     for node in graph.node:
         if node.name.endswith("__cast") and node.input[0] in values:
             produced[node.output[0]] = values[node.input[0]].astype(np.float32)
@@ -103,8 +101,25 @@ def expand_graph(path: Path, dst: Path) -> None:
             produced[node.output[0]] = produced.pop(node.input[0]) * values[node.input[1]]
         else:
             continue
-        dropped_nodes.append(node)
+        nodes.append(node)
         used.update(node.input)
+    return produced, nodes, used
+
+
+def stored_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every initializer as the graph computes with it: compactly stored ones expanded, so a
+    weight reads the same whether or not its graph was compacted."""
+    produced, _, used = _expansion(model.graph)
+    plain = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer if init.name not in used}
+    return {**plain, **produced}
+
+
+def expand_graph(path: Path, dst: Path) -> None:
+    """The inverse of :func:`compact_graph`: every compactly stored weight back as a float32
+    initializer, for tools that expect plain weights (ONNX Runtime's quantiser)."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    produced, dropped_nodes, used = _expansion(graph)
     if not dropped_nodes:
         onnx.save(model, str(dst))
         return

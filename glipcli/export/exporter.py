@@ -28,6 +28,7 @@ from glipcli.export import graphs as G
 from glipcli.export.compact import compact_graph
 from glipcli.export.half import half_precision
 from glipcli.export.int8 import to_int8
+from glipcli.export.rebuild import MANIFEST_KEY, write_weights
 from glipcli.export.verify import VERIFY_PROMPT, Parity, sample_image, verify_graphs
 from glipcli.model.checkpoint import load_weights, read_state_dict, sha256_file
 from glipcli.model.glip import GLIP, build_model
@@ -87,6 +88,10 @@ def export_bundle(
         log("verifying fp32 graphs against PyTorch")
         parity = {"fp32": verify_graphs(model, graphs, tokenizer, verify_cfg, "fp32", VERIFY_IMAGES)}
         _require(parity["fp32"], "fp32")
+        weights = None
+        if precision == "fp32":
+            log("indexing the weights for glip tune / glip train --init (bundle -> PyTorch)")
+            weights = write_weights(model, graphs, work)
         if precision == "fp16":
             for path in graphs.values():
                 path.unlink()
@@ -98,7 +103,7 @@ def export_bundle(
             _compact(graphs.values(), log)
             parity["int8"] = _verify_reduced(model, graphs, tokenizer, verify_cfg, "int8", log)
         save_tokenizer(tokenizer, work / "tokenizer.json")
-        manifest = _manifest(cfg, name, source, precision, deform, graphs, parity, work)
+        manifest = _manifest(cfg, name, source, precision, deform, graphs, parity, work, weights)
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         move_into_place(work, out)
     except BaseException:
@@ -190,10 +195,11 @@ def _manifest(
     graphs: dict[str, Path],
     parity: dict[str, Any],
     work: Path,
+    weights: dict[str, Any] | None,
 ) -> dict[str, Any]:
     import onnxruntime
 
-    return {
+    manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -214,6 +220,9 @@ def _manifest(
         "parity": {k: (v.to_dict() if isinstance(v, Parity) else v) for k, v in parity.items()},
         "prompts": {},
     }
+    if weights is not None:  # fp32 bundles: the PyTorch model can be rebuilt from them (export.rebuild)
+        manifest[MANIFEST_KEY] = weights
+    return manifest
 
 
 def move_into_place(work: Path, out: Path) -> None:

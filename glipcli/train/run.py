@@ -4,6 +4,7 @@ and fine-tuning any GLIP on labelled detection data (gold, plus a teacher's pseu
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,10 @@ from typing import Any
 import torch
 
 from glipcli.config import PRESETS, GLIPConfig, load_config
-from glipcli.errors import CheckpointError, ConfigError
+from glipcli.errors import BundleError, CheckpointError, ConfigError
 from glipcli.model.checkpoint import load_weights, read_state_dict, sha256_file
 from glipcli.model.glip import GLIP
+from glipcli.runtime.bundle import load_bundle, resolve_model
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import DetectionSource
 from glipcli.train.pretrained import init_token_projection, load_minilm
@@ -72,29 +74,35 @@ TUNABLE = "rpn.tunable_linear.weight"
 def initial_weights(
     init: str | Path, config: str | GLIPConfig | None = None, *, prompt_tuning: bool = False
 ) -> tuple[GLIP, dict[str, Any]]:
-    """The model to fine-tune: a preset's released checkpoint, or a checkpoint file, loaded strictly.
+    """The model to fine-tune, loaded strictly: a checkpoint file, a model bundle (a folder, or a
+    name in exported/ or the model cache: its weights come from its own graphs, see
+    glipcli.export.rebuild), or a preset's released checkpoint.
 
     ``config`` defaults to the preset named by ``init``, or to the config our own checkpoints
-    carry (``model.pth``, ``last.pt``); official checkpoints need it. ``prompt_tuning`` adds
-    GLIP's zero-initialised ``rpn.tunable_linear`` when the checkpoint has none. Returns the
-    model and its provenance.
+    carry (``model.pth``, ``last.pt``); official checkpoints need it, bundles carry theirs.
+    ``prompt_tuning`` adds GLIP's zero-initialised ``rpn.tunable_linear`` when the model has none.
+    Returns the model and its provenance.
     """
     spec = str(init)
-    if spec in PRESETS and not Path(spec).is_file():
+    path = Path(spec).expanduser()
+    bundle = None if path.is_file() else _bundle_path(spec)
+    if bundle is not None:
+        return _bundle_weights(bundle, config, prompt_tuning)
+    if spec in PRESETS and not path.is_file():
         from glipcli.export.weights import default_weights, resolve_weights
 
         if PRESETS[spec].checkpoint is None:
             raise ConfigError(
-                f"preset {spec!r} has no released weights: pass --init CHECKPOINT (e.g. runs/nano/model.pth)"
+                f"preset {spec!r} has no released weights and no bundle of that name was found: "
+                "pass --init CHECKPOINT or BUNDLE"
             )
         path = resolve_weights(default_weights(spec))
         config = config or spec
-    else:
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise CheckpointError(
-                f"checkpoint {path} not found (give a checkpoint file or a preset: {', '.join(PRESETS)})"
-            )
+    elif not path.is_file():
+        raise CheckpointError(
+            f"checkpoint or bundle {path} not found "
+            f"(give a checkpoint file, a bundle or a preset: {', '.join(PRESETS)})"
+        )
     state = read_state_dict(path)
     cfg = config if isinstance(config, GLIPConfig) else _config_of(path, config)
     if prompt_tuning and not cfg.head.prompt_tuning:
@@ -104,6 +112,37 @@ def initial_weights(
         state[TUNABLE] = torch.zeros_like(model.rpn.tunable_linear.weight)
     load_weights(model, state, source=f"checkpoint {path}")
     return model, {"checkpoint": path.name, "sha256": sha256_file(path), "config": cfg.name}
+
+
+def _bundle_path(spec: str) -> Path | None:
+    """The bundle ``spec`` names (a folder, or a name glip detect --model would find), or None.
+    Names of bundles come before presets: an exported model is used offline, as it is."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or os.sep in spec or spec.startswith("."):
+        return None
+    try:
+        return resolve_model(spec)
+    except BundleError:
+        return None
+
+
+def _bundle_weights(path: Path, config: str | GLIPConfig | None, prompt_tuning: bool) -> tuple[GLIP, dict[str, Any]]:
+    from glipcli.export.rebuild import bundle_model
+
+    if isinstance(config, str):
+        raise ConfigError(f"--config does not apply to bundle {path}: a bundle carries its model's config")
+    bundle = load_bundle(path)
+    torch.manual_seed(0)  # as initial_model: the RNG state a run starts from does not depend on where weights came from
+    model = bundle_model(bundle, prompt_tuning=prompt_tuning)
+    source = bundle.manifest.get("source", {})
+    return model, {
+        "bundle": bundle.name,
+        "checkpoint": source.get("checkpoint", "?"),
+        "sha256": source.get("sha256", ""),
+        "config": model.cfg.name,
+    }
 
 
 def _config_of(path: Path, config: str | None) -> GLIPConfig:

@@ -179,7 +179,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         state = {
             "step": self.step,
-            "model": self.model.state_dict(),
+            "model": self._learned_state(),
             "optimizer": self.optimizer.state_dict(),
             "rng": torch.get_rng_state(),
             "train_config": self.cfg.to_dict(),
@@ -188,6 +188,14 @@ class Trainer:
         path = self.out_dir / LAST
         _atomic_save(state, path)
         return path
+
+    def _learned_state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint must hold to resume: the whole model when all of it learns; with the
+        rest frozen (and in eval mode, see train_step) only the learning parameters, so a prompt
+        tuning checkpoint of an official GLIP is a few MB, not 1-3 GB."""
+        if self.cfg.trainable == "all":
+            return self.model.state_dict()
+        return {k: v.detach() for k, v in self.model.named_parameters() if v.requires_grad}
 
     def resume(self) -> bool:
         """Continue from ``last.pt`` if there is one; refuses a checkpoint of another setup."""
@@ -207,7 +215,10 @@ class Trainer:
         if {k: v for k, v in mine.items() if k not in free} != {k: v for k, v in theirs.items() if k not in free}:
             changed = sorted(k for k in mine if k not in free and mine[k] != theirs.get(k))
             raise ConfigError(f"{path} was written with other training settings ({', '.join(changed)})")
-        self.model.load_state_dict(state["model"])
+        learned = self._learned_state()
+        if set(state["model"]) != set(learned):
+            raise ConfigError(f"{path} holds other tensors than this run learns; use another --out")
+        self.model.load_state_dict(state["model"], strict=self.cfg.trainable == "all")
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         self.step = int(state["step"])
@@ -233,7 +244,9 @@ class Trainer:
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         model = self.model
-        model.train()
+        # Head and prompt tuning learn on the frozen model as it detects: eval mode, so no dropout and
+        # no BatchNorm statistics drift away from the weights (or bundle) the learned part must fit.
+        model.train(self.cfg.trainable == "all")
         frozen_text = self.cfg.text_lr == 0 or self.cfg.trainable != "all"
         if frozen_text:
             model.language_backbone.eval()

@@ -7,9 +7,15 @@ bundle's graphs (hard links where possible) and adds one (T, D) ``.npy`` per cap
 uses those features whenever a prompt chunk has exactly that caption, and the text encoder
 otherwise (see glipcli.runtime.engine).
 
-Gradients need the PyTorch model, so tuning takes the checkpoint the bundle was exported from
-and refuses any other (its features would not fit the bundle's head). If the source model
-already has an offset P0 (inside its head graph), the stored features carry only P - P0.
+Gradients need the PyTorch model: it is rebuilt from the bundle itself (glipcli.export.rebuild),
+or read from the checkpoint the bundle was exported from, refusing any other (its features would
+not fit the bundle's head). If the source model already has an offset P0 (inside its head
+graph), the stored features carry only P - P0. A tuned bundle's graphs are its source's, so
+tuning it again starts from the untuned model: the new caption is added (or replaces the same
+caption's features) and the other tuned prompts are kept.
+
+The run checkpoints into a hidden folder beside ``out`` (``.NAME.tune-run``), which ``resume``
+continues after an interruption and which is removed once the tuned bundle is in place.
 """
 
 from __future__ import annotations
@@ -39,13 +45,17 @@ from glipcli.runtime.bundle import MANIFEST, Bundle, load_bundle, resolve_model,
 from glipcli.tokenizer import load_tokenizer
 from glipcli.train.coco_data import DetectionSource, load_detection_data
 from glipcli.train.run import StepCallback, finetune, initial_weights
-from glipcli.train.trainer import TrainConfig
+from glipcli.train.trainer import LAST, TrainConfig
 
 PROMPTS_DIR = "prompts"
 
 
-def tuning_model(bundle: Bundle, weights: str | Path) -> GLIP:
-    """The PyTorch model behind ``bundle`` with a tunable offset; ``weights`` must be its source."""
+def tuning_model(bundle: Bundle, weights: str | Path | None = None) -> GLIP:
+    """The PyTorch model behind ``bundle`` with a tunable offset: rebuilt from the bundle, or from
+    ``weights``, which must be the checkpoint it was exported from."""
+    if weights is None:
+        model, _ = initial_weights(bundle.path, prompt_tuning=True)
+        return model
     weights = Path(weights)
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {weights} not found")
@@ -59,6 +69,11 @@ def tuning_model(bundle: Bundle, weights: str | Path) -> GLIP:
         )
     model, _ = initial_weights(weights, bundle.config, prompt_tuning=True)
     return model
+
+
+def run_folder(out: Path) -> Path:
+    """Where the tuning run behind ``out`` keeps its checkpoint until the bundle is written."""
+    return out.parent / f".{out.name}.tune-run"
 
 
 @torch.no_grad()
@@ -84,7 +99,7 @@ class TuneResult:
 
 def tune_prompt(
     model: str | Path | None,
-    weights: str | Path,
+    weights: str | Path | None,
     annotations: str | Path,
     images: str | Path,
     out: str | Path,
@@ -94,16 +109,21 @@ def tune_prompt(
     name: str | None = None,
     overwrite: bool = False,
     workers: int = 2,
+    resume: bool = False,
     on_data: Callable[[DetectionSource], None] | None = None,
     on_step: StepCallback | None = None,
 ) -> TuneResult:
     """Tune the prompt of ``annotations``' category names on its images; write a tuned bundle.
 
-    ``model`` is a bundle (name or folder) and ``weights`` the checkpoint it was exported from;
-    ``shots`` keeps K images per category. The new bundle is written to ``out``.
+    ``model`` is a bundle (name or folder); ``weights``, optional, the checkpoint it was exported
+    from; ``shots`` keeps K images per category; ``resume`` continues an interrupted run. The new
+    bundle is written to ``out``.
     """
     bundle = load_bundle(resolve_model(model))
     out = _check_out(Path(out), bundle, overwrite)
+    run = run_folder(out)
+    if (run / LAST).exists() and not resume:
+        raise ConfigError(f"an interrupted tuning run for {out} is in {run}: pass --resume to continue it or delete it")
     torch_model = tuning_model(bundle, weights)
     tokenizer = load_tokenizer(bundle.tokenizer_path)
     data = load_detection_data(
@@ -117,11 +137,9 @@ def tune_prompt(
     )
     if on_data:
         on_data(data)
-    cfg = dataclasses.replace(train_cfg, trainable="prompt", checkpoint_every=train_cfg.steps)
+    cfg = dataclasses.replace(train_cfg, trainable="prompt")
     initial = torch_model.rpn.tunable_linear.weight.detach().clone()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.run-", dir=out.parent) as run:
-        finetune(torch_model, data, Path(run), cfg, tokenizer=tokenizer, on_step=on_step)
+    finetune(torch_model, data, run, cfg, tokenizer=tokenizer, resume=resume, on_step=on_step)
     details = {
         "data": Path(annotations).name,
         "images": len(data.images),
@@ -134,6 +152,7 @@ def tune_prompt(
     }
     features = tuned_features(torch_model, data.chunks, initial)
     tuned = write_tuned_bundle(bundle, features, out, name=name, details=details, overwrite=overwrite)
+    shutil.rmtree(run, ignore_errors=True)
     return TuneResult(tuned, torch_model, data)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glipcli.errors import CheckpointError, ConfigError
+from glipcli.errors import BundleError, CheckpointError, ConfigError
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import load_detection_data
 from glipcli.train.run import TUNABLE, finetune, initial_weights
@@ -53,12 +53,17 @@ def test_prompt_tuning_adds_a_zero_offset(checkpoint):
     assert not model.rpn.tunable_linear.weight.any()
 
 
-def test_initial_weights_refuse_what_they_cannot_build(tmp_path, tiny_model):
+def test_initial_weights_refuse_what_they_cannot_build(tmp_path, tiny_model, monkeypatch):
     bare = tmp_path / "official.pth"
     torch.save({"model": tiny_model.state_dict()}, bare)
     with pytest.raises(ConfigError, match="--config"):
         initial_weights(bare)
-    with pytest.raises(ConfigError, match="no released weights"):
+
+    def no_bundle(name):
+        raise BundleError(f"unknown model {name!r}")
+
+    monkeypatch.setattr("glipcli.train.run.resolve_model", no_bundle)  # as where no glip-nano bundle is installed
+    with pytest.raises(ConfigError, match="no released weights and no bundle"):
         initial_weights("glip-nano")
     with pytest.raises(CheckpointError, match="not found"):
         initial_weights(tmp_path / "nope.pth")
