@@ -171,3 +171,47 @@ def test_pretraining_defaults_are_the_glip_nano_recipe_and_flags_override_them(t
     stored = torch.load(tmp_path / "o" / "last.pt", weights_only=True)["train_config"]
     assert (stored["batch_size"], stored["lr"], stored["max_size"]) == (1, 0.002, NANO_PRETRAIN["max_size"])
     assert stored["precision"] == "fp32" != NANO_PRETRAIN["precision"]
+
+
+def test_a_bundle_alone_is_enough_to_tune_label_and_fine_tune(gold, tiny_bundle, tmp_path):
+    """The issue's figures, on the tiny bundle: tune with no checkpoint, label with the tuned bundle,
+    fine-tune from the bundle and export the result."""
+    tuned = tmp_path / "tuned"
+    images = gold.parent / "images"
+    result = invoke("tune", "--data", gold, "--images", images, "--model", tiny_bundle, "--out", tuned, *FAST)
+    assert result.exit_code == 0, result.output
+    labels = tmp_path / "labels.json"
+    result = invoke("label", images, "--prompt", "cat. dog", "--model", tuned, "--out", labels, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "using tuned prompt 'cat. dog.'" in result.stderr
+    run, exported = tmp_path / "run", tmp_path / "exported"
+    result = invoke("train", "--init", tiny_bundle, "--data", gold, "--out", run, "--export", exported, *FAST)
+    assert result.exit_code == 0, result.output
+    assert (run / "model.pth").is_file() and json.loads((exported / "manifest.json").read_text())["pytorch_weights"]
+
+
+def test_tune_resumes_only_when_asked(gold, tiny_bundle, tmp_path):
+    from glipcli.train.tune import run_folder
+
+    out = tmp_path / "tuned"
+    (run_folder(out)).mkdir()
+    (run_folder(out) / "last.pt").write_bytes(b"")
+    result = invoke("tune", "--data", gold, "--model", tiny_bundle, "--out", out, *FAST)
+    assert result.exit_code == 1 and "pass --resume" in result.stderr and len(result.stderr.splitlines()) == 1
+    result = invoke("tune", "--data", gold, "--model", tiny_bundle, "--out", out, "--resume", *FAST)
+    assert result.exit_code == 1 and "cannot resume" in result.stderr and not out.exists()
+
+
+def test_tuning_an_int8_bundle_is_one_line_and_writes_nothing(gold, tiny_bundle, tmp_path):
+    import shutil
+
+    source = tmp_path / "int8"
+    shutil.copytree(tiny_bundle, source)
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["precision"] = "int8"
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "out" / "tuned"
+    result = invoke("tune", "--data", gold, "--model", source, "--out", out, *FAST)
+    assert result.exit_code == 1 and "holds int8 graphs" in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not any(p.name.startswith(".tuned") for p in out.parent.glob(".*"))

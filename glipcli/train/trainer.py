@@ -205,7 +205,8 @@ class Trainer:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a torn or foreign file: say which and stop
-            raise DataError(f"cannot resume from {path}: {str(exc).splitlines()[0][:160]}") from None
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise DataError(f"cannot resume from {path}: {detail}") from None
         # Post-processing is applied after the model and does not change what a run learns.
         if _without_postprocess(state.get("model_config")) != _without_postprocess(self.model.cfg.to_dict()):
             raise ConfigError(f"{path} was written for another model config; use another --out")
