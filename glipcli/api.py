@@ -1,5 +1,9 @@
 """The Python API: ``Detector.load(model)(image, prompt) -> supervision.Detections``.
 
+``Detector.detect_arrays`` gives the same detections as numpy arrays (glipcli.detections.Found)
+without importing supervision, which costs more than the model on one small image: the CLI's
+JSON paths and ``glip label`` use it.
+
 Inference runs on ONNX Runtime and numpy only (no torch, no transformers). Per image the
 backbone runs once; per prompt chunk the text encoder runs once (cached across images) and the
 fused head once; chunk results are merged without NMS across chunks, as the official chunked
@@ -21,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from glipcli.config import GLIPConfig
+from glipcli.config import GLIPConfig, InputConfig
+from glipcli.detections import Found
 from glipcli.errors import BundleError, ConfigError, ImageError, PromptError
 from glipcli.io.coco import PIXEL_DECIMALS, SCORE_DECIMALS
 from glipcli.io.images import load_image
 from glipcli.postprocess import RawDetections, level_sizes, merge_chunks, postprocess, rescale_boxes
-from glipcli.preprocess import PreparedImage, batch_images, prepare_image
+from glipcli.preprocess import PreparedImage, batch_images, prepare_image, size_text, with_size
 from glipcli.prompt import Prompt, PromptChunk, encode_prompt, grounding_prompt, parse_prompt
 from glipcli.runtime.bundle import Bundle, load_bundle, resolve_model
 from glipcli.runtime.engine import Engine, InferenceEngine
@@ -67,17 +72,33 @@ class PreparedPrompt:
 class Detector:
     """Open-vocabulary detection with one model bundle; create it with :meth:`load`."""
 
-    def __init__(self, engine: InferenceEngine, tokenizer: Tokenizer) -> None:
+    def __init__(
+        self, engine: InferenceEngine, tokenizer: Tokenizer, size: str | int | Sequence[int] | None = None
+    ) -> None:
         self.engine = engine
         self._tokenizer = tokenizer
+        self.input: InputConfig = with_size(engine.config.input, size)
 
     @classmethod
-    def load(cls, model: str | Path | None = None, *, device: str = "auto", threads: int | None = None) -> Detector:
-        """A bundle by path or name (default ``glip-nano``); ``device`` is auto, cpu, cuda or tensorrt."""
+    def load(
+        cls,
+        model: str | Path | None = None,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        size: str | int | Sequence[int] | None = None,
+    ) -> Detector:
+        """A bundle by path or name (default ``glip-nano``); ``device`` is auto, cpu, cuda or tensorrt.
+
+        ``size`` (``480``, ``"480:800"`` or ``(480, 800)``: SHORT[:MAX_LONG] pixels) replaces the
+        model's test size, trading accuracy for speed (glipcli.preprocess.with_size); it is checked
+        before the model loads.
+        """
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
         bundle = load_bundle(resolve_model(model))
-        return cls(Engine(bundle, device=device, threads=threads), load_tokenizer(bundle.tokenizer_path))
+        with_size(bundle.config.input, size)  # a bad size fails before the sessions load
+        return cls(Engine(bundle, device=device, threads=threads), load_tokenizer(bundle.tokenizer_path), size)
 
     @property
     def name(self) -> str:
@@ -91,6 +112,11 @@ class Detector:
     @property
     def config(self) -> GLIPConfig:
         return self.engine.config
+
+    @property
+    def size(self) -> str:
+        """The test size images are resized to, ``"SHORT:MAX_LONG"`` (the model's unless ``size`` was given)."""
+        return size_text(self.input)
 
     @property
     def tuned_captions(self) -> frozenset[str]:
@@ -171,6 +197,34 @@ class Detector:
         ``batch_size`` > 1 shares backbone and head runs between images, padded to the largest of
         the batch; that padding changes scores slightly (see glipcli.runtime.engine).
         """
+        found = self.detect_arrays(
+            images,
+            prompt,
+            threshold=threshold,
+            class_thresholds=class_thresholds,
+            all_labels=all_labels,
+            max_detections=max_detections,
+            ground=ground,
+            bgr=bgr,
+            batch_size=batch_size,
+        )
+        return ((source, detections.to_supervision()) for source, detections in found)
+
+    def detect_arrays(
+        self,
+        images: Iterable[ImageInput],
+        prompt: str | Prompt | PreparedPrompt,
+        *,
+        threshold: float | None = None,
+        class_thresholds: Mapping[str, float] | None = None,
+        all_labels: bool = False,
+        max_detections: int | None = None,
+        ground: Sequence[str] | None = None,
+        bgr: bool = False,
+        batch_size: int = 1,
+    ) -> Iterator[tuple[ImageInput, Found]]:
+        """:meth:`detect_many` with numpy arrays instead of ``sv.Detections``: the same boxes,
+        scores and labels (``Found.to_supervision()`` converts), without importing supervision."""
         limit = self._max_detections(max_detections)
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
@@ -217,7 +271,7 @@ class Detector:
         all_labels: bool,
         bgr: bool,
         batch_size: int,
-    ) -> Iterator[tuple[ImageInput, sv.Detections]]:
+    ) -> Iterator[tuple[ImageInput, Found]]:
         batch: list[tuple[ImageInput, np.ndarray]] = []
         for source in images:
             batch.append((source, _as_rgb(source, bgr)))
@@ -234,16 +288,16 @@ class Detector:
         limit: int,
         thresholds: Thresholds,
         all_labels: bool,
-    ) -> Iterator[tuple[ImageInput, sv.Detections]]:
+    ) -> Iterator[tuple[ImageInput, Found]]:
         results = self._detect_batch([rgb for _, rgb in batch], prepared, limit)
         for (source, _), raw in zip(batch, results, strict=True):
-            found = _to_supervision(raw, prepared.labels, thresholds.floor)
+            found = _to_found(raw, prepared.labels, thresholds.floor)
             yield source, select(found, thresholds, all_labels=all_labels)
 
     def _detect_batch(self, rgbs: list[np.ndarray], prepared: PreparedPrompt, limit: int) -> list[RawDetections]:
         """Official post-processing per image and chunk, chunks merged, boxes in original pixels."""
         cfg = self.config
-        images = [prepare_image(rgb, cfg.input) for rgb in rgbs]
+        images = [prepare_image(rgb, self.input) for rgb in rgbs]
         tensor = batch_images(images, cfg.input.size_divisibility)
         levels = self.engine.backbone(tensor)
         level_hw = level_sizes(tensor.shape[-2:], cfg.anchors.strides)
@@ -306,12 +360,10 @@ def _to_original(raw: RawDetections, image: PreparedImage) -> RawDetections:
     return RawDetections(rescale_boxes(raw.boxes, image.resized_hw, image.original_hw), raw.scores, raw.labels)
 
 
-def _to_supervision(raw: RawDetections, labels: Sequence[str], threshold: float) -> sv.Detections:
-    import supervision as sv  # imported on first use: it costs ~1 s, which `glip --help` should not pay
-
+def _to_found(raw: RawDetections, labels: Sequence[str], threshold: float) -> Found:
     keep = raw.take(np.flatnonzero(raw.scores >= threshold))
     names = np.asarray(labels, dtype=str)
-    return sv.Detections(
+    return Found(
         xyxy=keep.boxes.astype(np.float32).reshape(-1, 4),
         confidence=keep.scores.astype(np.float32),
         class_id=(keep.labels - 1).astype(np.int64),
@@ -322,9 +374,10 @@ def _to_supervision(raw: RawDetections, labels: Sequence[str], threshold: float)
 def selection_info(
     detector: Detector, prepared: PreparedPrompt, thresholds: Thresholds, defaulted: bool, all_labels: bool
 ) -> dict[str, Any]:
-    """How detections were chosen, for COCO ``info`` and JSON output: thresholds (and where the
-    default came from: ``defaulted`` when none was given) and the selection rule."""
+    """How detections were chosen, for COCO ``info`` and JSON output: the input size, thresholds
+    (and where the default came from: ``defaulted`` when none was given) and the selection rule."""
     return {
+        "input_size": detector.size,
         "threshold": thresholds.default,
         "threshold_source": detector.default_threshold[1] if defaulted else "given",
         "class_thresholds": {prepared.labels[i - 1]: v for i, v in sorted(thresholds.per_label.items())},
@@ -334,7 +387,11 @@ def selection_info(
 
 
 def result_record(
-    image: str, size_wh: tuple[int, int], prompt: str, detections: sv.Detections, settings: dict[str, Any] | None = None
+    image: str,
+    size_wh: tuple[int, int],
+    prompt: str,
+    detections: Found | sv.Detections,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON document of one image's detections (pixels to 2 decimals, scores to 5), with the
     ``settings`` that chose them (:func:`selection_info`)."""

@@ -51,6 +51,16 @@ ModelOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or tensorrt.")]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads per graph.")]
+SizeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--size",
+        metavar="SHORT[:MAX_LONG]",
+        help="Resize images to this shorter side (longer side at most MAX_LONG; default keeps the model's ratio) "
+        "instead of the model's size: smaller is faster and finds fewer small objects (docs/speed.md).",
+        show_default=False,
+    ),
+]
 CompactOption = Annotated[
     bool,
     typer.Option(
@@ -410,6 +420,7 @@ def detect(
     model: ModelOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
+    size: SizeOption = None,
     threshold: ThresholdOption = None,
     max_detections: MaxDetectionsOption = None,
     ground: Annotated[
@@ -468,9 +479,10 @@ def detect(
       glip detect img.jpg "red heart. red circle. blue circle" --class-threshold "red circle=0.6" --out out.png
 
       glip detect img.jpg "red heart. red circle" --all-labels --threshold 0 --json raw.json
+
+      glip detect img.jpg "cat. dog" --size 480:800 --json fast.json
     """
     from glipcli.api import Detector, result_record, selection_info, to_prompt
-    from glipcli.draw import annotate, save_image
     from glipcli.io.coco import write_json_atomic
     from glipcli.io.images import load_image
     from glipcli.prompt import read_prompt_file
@@ -487,7 +499,7 @@ def detect(
         _check_writable(Path(json_out))
 
     by_class = _class_thresholds(class_threshold)
-    detector = Detector.load(model, device=device, threads=threads)
+    detector = Detector.load(model, device=device, threads=threads, size=size)
     prepared = detector.prepare_prompt(prompt)
     thresholds = detector.thresholds(prepared, threshold, by_class)
     settings = selection_info(detector, prepared, thresholds, threshold is None, not one_label)
@@ -498,8 +510,8 @@ def detect(
     for i, path in enumerate(images):
         start = time.perf_counter()
         rgb = load_image(path)
-        detections = detector(
-            rgb,
+        ((_, detections),) = detector.detect_arrays(
+            [rgb],
             prepared,
             threshold=threshold,
             class_thresholds=by_class,
@@ -508,7 +520,9 @@ def detect(
         )
         size_wh = (rgb.shape[1], rgb.shape[0])
         if targets is not None:
-            save_image(targets[i], annotate(rgb, detections))
+            from glipcli.draw import annotate, save_image  # supervision's drawing: only for --out
+
+            save_image(targets[i], annotate(rgb, detections.to_supervision()))
         records.append(result_record(str(path), size_wh, prompt_text or prepared.text, detections, settings))
         if not quiet:
             _print_detections(str(path), size_wh, detections, time.perf_counter() - start, table=not to_stdout)
@@ -723,6 +737,7 @@ def label(
     model: ModelOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
+    size: SizeOption = None,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -816,7 +831,7 @@ def label(
         os.environ.setdefault("RAY_DATA_LOG_LEVEL", "CRITICAL")
         import_ray()  # a missing Ray is one line, before the model loads
     # with Ray the workers run the model; here it only tokenises the prompt and names the graphs
-    detector = Detector.load(model, device="cpu" if engine == "ray" else device, threads=threads)
+    detector = Detector.load(model, device="cpu" if engine == "ray" else device, threads=threads, size=size)
     by_class = _class_thresholds(class_threshold)
     prepared = detector.prepare_prompt(classes)
     thresholds = detector.thresholds(prepared, threshold, by_class)  # a bad class name stops here, before any work
@@ -895,6 +910,7 @@ def eval_(
     model: ModelOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
+    size: SizeOption = None,
     workers: Annotated[
         int, typer.Option("--workers", "-w", min=1, help="Threads decoding images ahead of the model.")
     ] = 2,
@@ -920,6 +936,8 @@ def eval_(
       glip eval val/annotations.json --images val/images
 
       glip eval val/annotations.json --prompt-file described.txt --json scores.json
+
+      glip eval val/annotations.json --size 320 (the speed/accuracy trade of a smaller input)
     """
     from glipcli.api import Detector
     from glipcli.evaluation import evaluate_folder
@@ -928,7 +946,7 @@ def eval_(
     prompt = read_prompt_file(prompt_file) if prompt_file is not None else None
     if json_out is not None:
         _check_writable(json_out)
-    detector = Detector.load(model, device=device, threads=threads)
+    detector = Detector.load(model, device=device, threads=threads, size=size)
     with _ProgressDisplay("evaluating", quiet) as display:
         report = evaluate_folder(
             ground_truth,
@@ -965,7 +983,8 @@ def _print_metrics(report: Any) -> None:
     console.print(table)
     console.print(
         f"[bold]mAP[/] {metrics.map:.4f}   [bold]mAP@0.5[/] {metrics.map50:.4f}   [bold]mAP@0.75[/] {metrics.map75:.4f}"
-        f"   ({metrics.images} images, {metrics.detections} detections, {report.seconds:.1f} s)",
+        f"   ({metrics.images} images at size {report.input_size}, {metrics.detections} detections, "
+        f"{report.seconds:.1f} s)",
         highlight=False,
     )
     if report.unused:

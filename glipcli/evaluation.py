@@ -48,6 +48,7 @@ class EvalReport:
     max_detections: int = EVAL_MAX_DETECTIONS
     seconds: float = 0.0
     captions: list[str] = field(default_factory=list)  # the same, one per prompt chunk
+    input_size: str = ""  # "SHORT:MAX_LONG" the images were resized to (Detector.size)
 
     @property
     def exit_code(self) -> int:
@@ -58,6 +59,7 @@ class EvalReport:
             **self.metrics.to_dict(),
             "model": self.model,
             "prompt": self.prompt,
+            "input_size": self.input_size,
             "threshold": self.threshold,
             "max_detections": self.max_detections,
             "categories": {str(k): v for k, v in self.categories.items()},
@@ -123,7 +125,7 @@ def evaluate_folder(
     detector = detector or Detector.load(model, device=device, threads=threads)
     prepared = detector.prepare_prompt(labels)
     # GLIP's output, every label's boxes, as COCO mAP expects; checks the values now
-    detector.detect_many([], prepared, threshold=threshold, max_detections=max_detections, all_labels=True)
+    detector.detect_arrays([], prepared, threshold=threshold, max_detections=max_detections, all_labels=True)
 
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
@@ -136,7 +138,9 @@ def evaluate_folder(
             if isinstance(rgb, str):
                 skipped.append(Skipped(entry["file_name"], rgb))
             else:
-                det = detector(rgb, prepared, threshold=threshold, max_detections=max_detections, all_labels=True)
+                ((_, det),) = detector.detect_arrays(
+                    [rgb], prepared, threshold=threshold, max_detections=max_detections, all_labels=True
+                )
                 results += coco_results(entry["id"], det.xyxy, det.confidence, det.data["label_id"], category_ids)
             done = state.done + 1
             state = LabelProgress(done, len(entries), len(skipped), done, time.perf_counter() - start)
@@ -159,6 +163,7 @@ def evaluate_folder(
         max_detections=max_detections,
         seconds=time.perf_counter() - start,
         captions=[chunk.caption for chunk in prepared.chunks],
+        input_size=detector.size,
     )
 
 

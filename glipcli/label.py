@@ -46,6 +46,7 @@ import numpy as np
 from glipcli import __version__
 from glipcli.api import Detector, PreparedPrompt, selection_info
 from glipcli.convert import check_output, output_targets, parse_formats, write_format
+from glipcli.detections import Found
 from glipcli.errors import ConfigError, DataError, ImageError
 from glipcli.io.coco import coco_annotations, coco_categories, coco_image, write_coco_atomic, write_json_atomic
 from glipcli.io.folder import list_images
@@ -151,6 +152,7 @@ def label_folder(
     model: str | Path | None = None,
     device: str = "auto",
     threads: int | None = None,
+    size: str | int | None = None,
     fmt: str = "coco",
     threshold: float | None = None,
     class_thresholds: Mapping[str, float] | None = None,
@@ -167,7 +169,7 @@ def label_folder(
 ) -> LabelSummary:
     """Label every image under ``root`` and write ``out``: a COCO .json, or a YOLO labels folder.
 
-    ``detector`` (or ``model``/``device``/``threads`` to load one) runs the ``prompt``. With
+    ``detector`` (or ``model``/``device``/``threads``/``size`` to load one) runs the ``prompt``. With
     ``batch_size`` > 1 consecutive images of the sorted listing share a backbone run (padding
     changes scores slightly, see glipcli.runtime.engine); batches are fixed blocks of the
     listing, so a resumed run batches exactly as an uninterrupted one.
@@ -205,12 +207,12 @@ def label_folder(
         base, filesystem = Path(root), None
         listing = list_images(base)
         folder = str(base.resolve())
-    detector = detector or Detector.load(model, device=device, threads=threads)
+    detector = detector or Detector.load(model, device=device, threads=threads, size=size)
     prepared = detector.prepare_prompt(prompt)
     # checks thresholds, max detections and batch size now, before any journal exists
     thresholds = detector.thresholds(prepared, threshold, class_thresholds)
     floor = thresholds.floor  # what the journal keeps: nothing below it can be written
-    detector.detect_many([], prepared, threshold=floor, max_detections=max_detections, batch_size=batch_size)
+    detector.detect_arrays([], prepared, threshold=floor, max_detections=max_detections, batch_size=batch_size)
     limit = max_detections or detector.config.postprocess.detections_per_img
 
     start = time.perf_counter()
@@ -234,6 +236,7 @@ def label_folder(
             model=detector.bundle.path,
             device=device,
             threads=threads,
+            size=detector.size,
             prepared=prepared,
             threshold=floor,
             limit=limit,
@@ -363,7 +366,7 @@ def label_block(
     label through here, so their records agree.
     """
     images = [rgb for _, _, rgb in items if isinstance(rgb, np.ndarray)]
-    results = detector.detect_many(
+    results = detector.detect_arrays(
         images, prepared, threshold=threshold, max_detections=limit, all_labels=True, batch_size=max(len(images), 1)
     )
     for image_id, rel, rgb in items:
@@ -435,6 +438,7 @@ def _header(
         "folder": folder,
         "model": detector.bundle.name,
         "graphs_sha256": {name: entry["sha256"] for name, entry in graphs.items()},
+        "input_size": detector.size,
         "prompt": _prompt_text(prepared),
         "classes": prepared.labels,
         "threshold": threshold,
@@ -601,9 +605,7 @@ def _select(record: dict[str, Any], thresholds: Thresholds, all_labels: bool) ->
     """The record as it is written (see :func:`selection.select`); values exactly as journaled."""
     if "skipped" in record:
         return record
-    import supervision as sv
-
-    detections = sv.Detections(
+    detections = Found(
         xyxy=np.asarray(record["boxes"], dtype=np.float32).reshape(-1, 4),
         confidence=np.asarray(record["scores"], dtype=np.float32),
         class_id=np.asarray(record["labels"], dtype=np.int64) - 1,

@@ -84,6 +84,7 @@ class RayLabeller:
         model: Path,
         device: str,
         threads: int | None,
+        size: str,
         prepared: PreparedPrompt,
         threshold: float,
         limit: int,
@@ -100,6 +101,7 @@ class RayLabeller:
             "model": model.absolute(),
             "device": device,
             "threads": self.cpus,
+            "size": size,
             "prepared": prepared,
             "threshold": threshold,
             "limit": limit,
@@ -235,13 +237,14 @@ class Worker:
         model: Path,
         device: str,
         threads: int,
+        size: str,
         prepared: PreparedPrompt,
         threshold: float,
         limit: int,
         shards: Path,
         header: dict[str, Any],
     ) -> None:
-        self.detector = Detector.load(model, device=device, threads=threads)
+        self.detector = Detector.load(model, device=device, threads=threads, size=size)
         self.prepared = prepared
         self.threshold = threshold
         self.limit = limit

@@ -8,6 +8,8 @@ torchvision's float32 operations one by one so the tensor is bit-identical to th
 
 from __future__ import annotations
 
+import dataclasses
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from glipcli.config import InputConfig
-from glipcli.errors import ImageError
+from glipcli.errors import ConfigError, ImageError
 
 
 def resized_size(width: int, height: int, min_size: int, max_size: int) -> tuple[int, int]:
@@ -33,6 +35,57 @@ def resized_size(width: int, height: int, min_size: int, max_size: int) -> tuple
     if width < height:
         return size, int(size * height / width)
     return int(size * width / height), size
+
+
+SIZE_LIMITS = (32, 4096)
+"""Shortest and longest side a size may ask for: below 32 the coarsest level is one pixel, above
+4096 one image of the reduced model's head needs tens of gigabytes."""
+
+
+def with_size(cfg: InputConfig, size: str | int | Sequence[int] | None) -> InputConfig:
+    """``cfg`` with another test size: ``SHORT`` or ``"SHORT:MAX_LONG"`` (or a pair), in pixels.
+
+    The shorter side is resized to SHORT unless the longer would then exceed MAX_LONG (the
+    official rule, :func:`resized_size`). SHORT alone keeps the model's ratio of the two (glip-nano
+    384:768, GLIP-T 800:1333), so ``480`` on GLIP-T means 480:800. ``None`` keeps ``cfg``.
+    Smaller inputs run faster and find fewer small objects: ``glip eval --size`` measures it.
+    """
+    if size is None:
+        return cfg
+    short, long = _parse_size(size)
+    if long is None:
+        long = round(short * cfg.max_size / cfg.min_size) if cfg.max_size > 0 else 0
+    low, high = SIZE_LIMITS
+    if not low <= short <= high or (long and not short <= long <= high):
+        raise ConfigError(f"size {_shown(size)}: SHORT must be {low}-{high} pixels and MAX_LONG from SHORT to {high}")
+    return dataclasses.replace(cfg, min_size=short, max_size=long)
+
+
+def size_text(cfg: InputConfig) -> str:
+    """``"SHORT:MAX_LONG"`` of ``cfg``, as ``--size`` takes it and outputs record it."""
+    return f"{cfg.min_size}:{cfg.max_size}"
+
+
+def _parse_size(size: str | int | Sequence[int]) -> tuple[int, int | None]:
+    bad = ConfigError(f"size {_shown(size)}: expected SHORT or SHORT:MAX_LONG in whole pixels, e.g. 480 or 480:800")
+    if isinstance(size, str):
+        parts = size.strip().split(":")
+        if len(parts) > 2 or not all(part.strip().isdigit() for part in parts):
+            raise bad
+        values = [int(part) for part in parts]
+    elif isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        values = [int(size)]
+    elif isinstance(size, Sequence) and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size):
+        values = [int(v) for v in size]
+    else:
+        raise bad
+    if len(values) not in (1, 2):
+        raise bad
+    return values[0], values[1] if len(values) == 2 else None
+
+
+def _shown(size: object) -> str:
+    return repr(size) if not isinstance(size, str) else repr(size.strip())
 
 
 @dataclass(frozen=True)

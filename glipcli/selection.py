@@ -19,14 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 import numpy as np
 
 from glipcli.errors import ConfigError
-
-if TYPE_CHECKING:
-    import supervision as sv
 
 ONE_LABEL_IOU = 0.5
 """Boxes of any labels overlapping this much are one object; the best-scoring label is kept."""
@@ -105,12 +102,10 @@ def one_label_per_object(
     inside: float | None = FRAGMENT_INSIDE,
 ) -> np.ndarray:
     """Indices of the boxes kept (see the module docstring), best score first; ``inside=None`` keeps fragments."""
-    from supervision import box_iou_batch
-
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)[order]
     labels = np.asarray(labels)[order]
-    overlap = box_iou_batch(boxes, boxes) >= iou
+    overlap = _iou_matrix(boxes) >= iou
     if inside is not None:
         overlap |= (_share_inside(boxes) >= inside) & (labels[:, None] == labels[None, :])
     kept: list[int] = []
@@ -118,6 +113,19 @@ def one_label_per_object(
         if not overlap[i, kept].any():
             kept.append(i)
     return order[kept]
+
+
+def _iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """``[i, j]``: IoU of float64 boxes i and j, float32, 0 where the union is empty: supervision's
+    ``box_iou_batch`` (no +1 pixel convention) without importing supervision."""
+    low = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    high = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    intersection = np.prod(np.clip(high - low, 0, None), axis=2)
+    area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    union = area[:, None] + area[None, :] - intersection
+    out = np.zeros(intersection.shape, np.float32)
+    np.divide(intersection, union, out=out, where=union > 0, casting="unsafe")
+    return out
 
 
 def _share_inside(boxes: np.ndarray) -> np.ndarray:
@@ -129,11 +137,15 @@ def _share_inside(boxes: np.ndarray) -> np.ndarray:
     return intersection / np.maximum(area, 1e-9)[:, None]
 
 
-def select(detections: sv.Detections, thresholds: Thresholds, *, all_labels: bool = False) -> sv.Detections:
+D = TypeVar("D")
+
+
+def select(detections: D, thresholds: Thresholds, *, all_labels: bool = False) -> D:
     """The detections a person keeps; ``all_labels`` skips the one-label selection and keeps the order.
 
-    ``detections`` carries 1-based ``label_id`` in its data (as the Detector's output does); the
-    one-label output is ordered best score first.
+    ``detections`` (a :class:`glipcli.detections.Found` or an ``sv.Detections``) carries 1-based
+    ``label_id`` in its data (as the Detector's output does); the one-label output is ordered best
+    score first.
     """
     label_ids = np.asarray(detections.data["label_id"])
     order = (

@@ -62,7 +62,10 @@ class Engine:
         self.bundle = bundle
         self.name = bundle.name
         self.config = bundle.config
-        self._sessions = {g: make_session(bundle.graph_path(g), device, threads) for g in GRAPHS}
+        self._sessions = {
+            g: make_session(bundle.graph_path(g), device, threads, bundle.manifest["graphs"][g]["sha256"])
+            for g in GRAPHS
+        }
         self.runs: dict[str, int] = dict.fromkeys(GRAPHS, 0)
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         # tuned prompts (GLIP_SPEC §11): caption -> stored text features that replace the encoder's
