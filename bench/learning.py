@@ -1,5 +1,8 @@
-"""Learning from labels on glip-nano (issue 9): prompt tuning and teacher -> student.
+"""Learning from labels on glip-nano (issues 9, 22): prompt tuning and teacher -> student.
 
+0. Prompt tuning of whole vocabularies (issue 22): the prompt of all 56 trained names, and of the
+   8 held-out names, tuned on K labelled images per name (`glip tune --shots K`); mAP@0.5 on fresh
+   images against the untuned model.
 1. Prompt tuning: K = 1, 5, 10 labelled images of a held-out combination ("orange star", never
    drawn nor named in pre-training) tune its prompt (`glip tune`); AP on a fresh test set,
    against the zero-shot prompt and a hand-written attribute prompt.
@@ -12,10 +15,11 @@
 All data is generated here (glipcli.train.synth.write_detection_set, seeds disjoint from
 training); every figure is COCO AP from the `glip eval` code path (glipcli.evaluation), on the
 tuned bundles for (1) and on the students' PyTorch weights through the same Detector pipeline
-for (2). Prints a table and writes JSON.
+for (2). Prints a table and writes JSON. Without --weights the PyTorch model is the bundle's own
+(glipcli.export.rebuild).
 
-    python -m bench.learning --weights runs/nano/model.pth --bundle exported/glip-nano \\
-        --work /tmp/glip-learning --json bench/learning.json
+    python -m bench.learning --bundle exported/glip-nano --work /tmp/glip-learning --json bench/learning.json
+    python -m bench.learning --bundle exported/glip-nano --only vocabulary --json runs/vocabulary.json
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from glipcli.prompt import parse_prompt, prompt_from_names
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import load_detection_data
 from glipcli.train.run import finetune, initial_weights
-from glipcli.train.synth import write_detection_set
+from glipcli.train.synth import HELD_OUT, TRAIN_COMBOS, write_detection_set
 from glipcli.train.trainer import TrainConfig
 from glipcli.train.tune import tune_prompt
 from glipcli.train.validate import evaluate_model
@@ -56,6 +60,9 @@ TASKS = {
     "held-out": (("orange", "star"), ("purple", "triangle"), ("green", "heart"), ("blue", "diamond")),
     "seen": (("orange", "circle"), ("purple", "star"), ("green", "triangle"), ("blue", "heart")),
 }
+
+# Vocabularies whose whole prompt is tuned at once: every name a run was trained on, and the held-out ones.
+VOCABULARIES = {"trained": TRAIN_COMBOS, "held-out": tuple(sorted(HELD_OUT))}
 
 console = Console()
 
@@ -82,6 +89,52 @@ def _only(annotations: Path, name: str) -> Path:
     return path
 
 
+def _tune_config(args: argparse.Namespace, steps: int, batch_size: int) -> TrainConfig:
+    return TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=args.tune_lr,
+        warmup=max(1, steps // 10),
+        weight_decay=0.25,
+        seed=args.seed,
+        threads=args.threads,
+        workers=0,
+        trainable="prompt",
+    )
+
+
+def vocabulary_tuning(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Each vocabulary's prompt (its names in one prompt, chunked as glip eval chunks it) tuned on
+    K images per name drawn from a pool, against zero-shot, on fresh images of the same names."""
+    rows: dict[str, dict[str, Any]] = {}
+    for offset, (group, combos) in enumerate(VOCABULARIES.items()):
+        seed = args.seed + 10 + 2 * offset  # disjoint from the other parts' sets
+        pool = write_detection_set(work / f"{group}-pool", args.vocab_pool, seed, combos)
+        test = write_detection_set(work / f"{group}-test", args.vocab_test_images, seed + 1, combos)
+        rows[f"{group} ({len(combos)} names): zero-shot"] = _eval_bundle(args.bundle, test, None, args.threads)
+        console.print(rows, highlight=False)  # a long run shows its figures as they come
+        for k in args.vocab_shots:
+            start = time.perf_counter()
+            cfg = _tune_config(args, args.vocab_steps, 4)
+            out = work / f"{group}-tuned-k{k}"
+            result = tune_prompt(
+                args.bundle, args.weights, pool, pool.parent / "images", out, cfg, shots=k, overwrite=True
+            )
+            rows[f"{group} ({len(combos)} names): tuned, K = {k}"] = {
+                **_eval_bundle(result.bundle.path, test, None, args.threads),
+                "images": len(result.data.images),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+            console.print(rows, highlight=False)
+    return {
+        "test_images": args.vocab_test_images,
+        "pool": args.vocab_pool,
+        "steps": args.vocab_steps,
+        "lr": args.tune_lr,
+        "rows": rows,
+    }
+
+
 def prompt_tuning(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     combos = (TARGET, *NEIGHBOURS)
     name = " ".join(TARGET)
@@ -93,17 +146,7 @@ def prompt_tuning(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
     for k in args.shots:
         start = time.perf_counter()
-        cfg = TrainConfig(
-            steps=args.tune_steps,
-            batch_size=min(4, k),
-            lr=args.tune_lr,
-            warmup=max(1, args.tune_steps // 10),
-            weight_decay=0.25,
-            seed=args.seed,
-            threads=args.threads,
-            workers=0,
-            trainable="prompt",
-        )
+        cfg = _tune_config(args, args.tune_steps, min(4, k))
         out = work / f"tuned-k{k}"
         result = tune_prompt(args.bundle, args.weights, pool, pool.parent / "images", out, cfg, shots=k, overwrite=True)
         rows[f"prompt tuning, K = {k}"] = {
@@ -196,8 +239,8 @@ def _table(title: str, rows: dict[str, dict[str, float]]) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", type=Path, required=True, help="glip-nano checkpoint (model.pth)")
-    parser.add_argument("--bundle", type=Path, required=True, help="the bundle exported from --weights")
+    parser.add_argument("--bundle", type=Path, required=True, help="the glip-nano bundle")
+    parser.add_argument("--weights", type=Path, default=None, help="its checkpoint (default: the bundle's weights)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/glip-learning"), help="data and runs (replaced)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--threads", type=int, default=2)
@@ -207,6 +250,10 @@ def main() -> None:
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--tune-steps", type=int, default=100)
     parser.add_argument("--tune-lr", type=float, default=5e-2)
+    parser.add_argument("--vocab-shots", type=int, nargs="+", default=[5, 20], help="K images per name")
+    parser.add_argument("--vocab-pool", type=int, default=300, help="images to draw each vocabulary's shots from")
+    parser.add_argument("--vocab-test-images", type=int, default=200)
+    parser.add_argument("--vocab-steps", type=int, default=200)
     parser.add_argument("--gold", type=int, default=8, help="gold images of the student")
     parser.add_argument("--unlabelled", type=int, default=64, help="images the teacher labels")
     parser.add_argument("--pseudo-threshold", type=float, default=0.4)
@@ -215,19 +262,23 @@ def main() -> None:
     parser.add_argument("--student-lr", type=float, default=1e-4)
     parser.add_argument("--task", choices=sorted(TASKS), default="held-out", help="the student's classes")
     parser.add_argument("--teacher", choices=["gold", "base"], default="gold", help="who writes the pseudo-labels")
-    parser.add_argument("--skip", choices=["tuning", "students"], default=None, help="run only the other part")
+    parser.add_argument("--only", choices=["vocabulary", "tuning", "students"], nargs="+", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     start = time.perf_counter()
-    results: dict[str, Any] = {"weights": str(args.weights), "bundle": str(args.bundle)}
-    if args.skip != "tuning":
+    results: dict[str, Any] = {"weights": str(args.weights or "the bundle's"), "bundle": str(args.bundle)}
+    parts = set(args.only or ["vocabulary", "tuning", "students"])
+    if "vocabulary" in parts:
+        results["vocabulary"] = vocabulary_tuning(args, args.work)
+        console.print(_table("prompt tuning of whole vocabularies: mAP", results["vocabulary"]["rows"]))
+    if "tuning" in parts:
         results["prompt_tuning"] = prompt_tuning(args, args.work)
         console.print(
             _table(f"prompt tuning: AP of '{results['prompt_tuning']['target']}'", results["prompt_tuning"]["rows"])
         )
-    if args.skip != "students":
+    if "students" in parts:
         results["teacher_student"] = teacher_student(args, args.work)
         console.print(_table("teacher -> student: mAP on the task", results["teacher_student"]["rows"]))
     results["seconds"] = round(time.perf_counter() - start, 1)

@@ -10,7 +10,7 @@ weights as they compute with them, plus the few tensors no initializer holds as 
 folded ones, and small tensors). Nothing about the folding is assumed, so a new module (a
 convolutional stem with BatchNorm) is carried whatever the exporter does to it; and since every
 weight is the exported model's exactly, the rebuilt model gives the bundle's detections. For
-glip-nano that costs about 0.2 MB instead of a 30 MB state dict.
+glip-nano that costs 0.47 MB (1.4 % of the bundle) where even an int8 state dict would add 23 MB.
 
 Only fp32 bundles carry it: fp16 and int8 graphs hold rounded or quantised weights, and a model
 rebuilt from them would not be the one they were verified against.
