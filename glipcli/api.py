@@ -52,7 +52,8 @@ Bundles calibrated with ``glip calibrate`` carry their own (``calibration`` in t
 Use 0 with the default max_detections and ``all_labels=True`` for the official output (evaluation).
 """
 
-ImageInput = np.ndarray | str | Path
+ImageInput = np.ndarray | str | Path | PreparedImage
+"""A path, an (H, W, 3) uint8 array, or an image this detector prepared ahead (:meth:`Detector.prepare`)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,16 @@ class Detector:
         """Captions the model carries tuned text features for (``glip tune``); other captions,
         including other prompts for the same classes, run the untuned text encoder."""
         return frozenset(getattr(self.engine, "tuned_captions", ()))
+
+    def prepare(self, image: ImageInput, bgr: bool = False) -> PreparedImage:
+        """The image decoded, resized to :attr:`size` and normalised: the model's input.
+
+        Detection accepts the result in place of the image, so callers can prepare images ahead
+        in threads (``glip label`` does, beside the model) and keep the model busy. Only this
+        detector's (or one of the same size) prepared images are valid input.
+        """
+        source = _as_input(image, bgr)
+        return source if isinstance(source, PreparedImage) else prepare_image(source, self.input)
 
     def prepare_prompt(
         self, prompt: str | Prompt | PreparedPrompt, ground: Sequence[str] | None = None
@@ -272,9 +283,9 @@ class Detector:
         bgr: bool,
         batch_size: int,
     ) -> Iterator[tuple[ImageInput, Found]]:
-        batch: list[tuple[ImageInput, np.ndarray]] = []
+        batch: list[tuple[ImageInput, np.ndarray | PreparedImage]] = []
         for source in images:
-            batch.append((source, _as_rgb(source, bgr)))
+            batch.append((source, _as_input(source, bgr)))
             if len(batch) == batch_size:
                 yield from self._emit(batch, prepared, limit, thresholds, all_labels)
                 batch = []
@@ -283,7 +294,7 @@ class Detector:
 
     def _emit(
         self,
-        batch: list[tuple[ImageInput, np.ndarray]],
+        batch: list[tuple[ImageInput, np.ndarray | PreparedImage]],
         prepared: PreparedPrompt,
         limit: int,
         thresholds: Thresholds,
@@ -294,10 +305,12 @@ class Detector:
             found = _to_found(raw, prepared.labels, thresholds.floor)
             yield source, select(found, thresholds, all_labels=all_labels)
 
-    def _detect_batch(self, rgbs: list[np.ndarray], prepared: PreparedPrompt, limit: int) -> list[RawDetections]:
+    def _detect_batch(
+        self, inputs: list[np.ndarray | PreparedImage], prepared: PreparedPrompt, limit: int
+    ) -> list[RawDetections]:
         """Official post-processing per image and chunk, chunks merged, boxes in original pixels."""
         cfg = self.config
-        images = [prepare_image(rgb, self.input) for rgb in rgbs]
+        images = [self.prepare(image) for image in inputs]
         tensor = batch_images(images, cfg.input.size_divisibility)
         levels = self.engine.backbone(tensor)
         level_hw = level_sizes(tensor.shape[-2:], cfg.anchors.strides)
@@ -345,8 +358,10 @@ def to_prompt(prompt: str | Prompt, ground: Sequence[str] | None = None) -> Prom
     return grounding_prompt(prompt, list(ground)) if ground is not None else parse_prompt(prompt)
 
 
-def _as_rgb(image: ImageInput, bgr: bool) -> np.ndarray:
-    """A path is decoded (EXIF-oriented RGB); an array must be (H, W, 3) uint8."""
+def _as_input(image: ImageInput, bgr: bool) -> np.ndarray | PreparedImage:
+    """A path is decoded (EXIF-oriented RGB); an array must be (H, W, 3) uint8; a prepared image is kept."""
+    if isinstance(image, PreparedImage):
+        return image
     if isinstance(image, str | Path):
         return load_image(image)
     if not isinstance(image, np.ndarray):

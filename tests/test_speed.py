@@ -146,3 +146,27 @@ def test_label_records_size_in_coco_info(tiny_bundle, img, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["info"]["input_size"] == "96:128"
+
+
+def test_journal_syncs_at_most_once_a_second_and_on_close(tmp_path, monkeypatch):
+    """A killed process keeps every appended line (written before append returns: the SIGKILL tests
+    of test_cli_label and io/test_journal); fsync, for OS crashes, is batched."""
+    from glipcli.io import journal as journal_module
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(journal_module.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    with journal_module.Journal.open(tmp_path / "j", {"run": 1}, resume=False) as journal:
+        before = len(synced)
+        for i in range(50):
+            journal.append({"file_name": f"{i}.jpg"})
+        assert len(synced) - before <= 1
+        assert len((tmp_path / "j").read_text().splitlines()) == 51  # in the file before any sync
+    assert len(synced) - before >= 1  # close synced what was pending
+
+
+def test_prepared_images_give_the_same_detections(tiny_bundle, img):
+    detector = Detector.load(tiny_bundle, device="cpu")
+    ((_, direct),) = detector.detect_arrays([img], PROMPT, threshold=0.0, all_labels=True)
+    ((_, ahead),) = detector.detect_arrays([detector.prepare(img)], PROMPT, threshold=0.0, all_labels=True)
+    _same(direct, ahead)

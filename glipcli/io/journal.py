@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -20,21 +21,29 @@ from glipcli.io.coco import fsync_dir
 _MAGIC = "glipcli_journal"
 _VERSION = 1
 
+SYNC_SECONDS = 1.0
+"""Longest time an appended record waits for fsync. A record is in the kernel when ``append``
+returns, which is all a killed or crashed process needs; fsync guards against an OS crash or a
+power cut. Once per image it cost ~4 % of glip-nano's labelling time on this machine's disk."""
+
 
 class JournalLocked(DataError):
     """Another writer (process, or another Journal in this one) holds the journal."""
 
 
 class Journal:
-    """One JSON object per line; each append is flushed and fsync'ed so a SIGKILL loses at most the
-    line being written. Opening acquires an exclusive lock (fcntl.flock on a .lock file, non-blocking)
-    so a second writer on the same output is refused clearly."""
+    """One JSON object per line; each append is written to the file before it returns, so a SIGKILL
+    loses at most the line being written, and fsynced within ``SYNC_SECONDS`` (and on close), so an
+    OS crash loses at most that last second. Opening acquires an exclusive lock (fcntl.flock on a
+    .lock file, non-blocking) so a second writer on the same output is refused clearly."""
 
     def __init__(self, path: Path, fd: int, lock_fd: int, size: int) -> None:
         self.path = path
         self._fd = fd
         self._lock_fd = lock_fd
         self._size = size  # bytes committed: the file ends here, on a line boundary
+        self._synced_at = time.monotonic()
+        self._unsynced = False
 
     @classmethod
     def open(cls, path: Path, header: dict, resume: bool) -> Journal:
@@ -70,18 +79,32 @@ class Journal:
         return cls(path, fd, lock_fd, size)
 
     def append(self, record: dict) -> None:
-        """Commit one record: when this returns, it survives a crash of the process."""
+        """Commit one record: when this returns, it survives a crash of the process (and of the OS
+        once synced: within ``SYNC_SECONDS``)."""
         if not isinstance(record, dict):
             raise TypeError(f"journal records are dicts, not {type(record).__name__}")
         data = _line(record)
         fd = self._require_open()
         try:
             _write_all(fd, data)
-            os.fsync(fd)
         except OSError as e:
             os.ftruncate(fd, self._size)  # no half line for the next append to glue onto
             raise DataError(f"{self.path}: cannot write journal ({e.strerror})") from None
         self._size += len(data)
+        self._unsynced = True
+        if time.monotonic() - self._synced_at >= SYNC_SECONDS:
+            self.sync()
+
+    def sync(self) -> None:
+        """fsync what was appended: then it survives an OS crash too."""
+        fd = self._require_open()
+        if self._unsynced:
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                raise DataError(f"{self.path}: cannot write journal ({e.strerror})") from None
+            self._unsynced = False
+        self._synced_at = time.monotonic()
 
     def records(self) -> Iterator[dict]:
         """The records committed when called, in order, read from disk one line at a time."""
@@ -93,12 +116,15 @@ class Journal:
         return {record[key] for record in self.records() if key in record}
 
     def close(self) -> None:
-        """Release the lock; appends are already on disk. Closing twice is harmless."""
+        """Sync what is pending and release the lock. Closing twice is harmless."""
         if self._fd < 0:
             return
-        os.close(self._fd)
-        os.close(self._lock_fd)
-        self._fd = self._lock_fd = -1
+        try:
+            self.sync()
+        finally:
+            os.close(self._fd)
+            os.close(self._lock_fd)
+            self._fd = self._lock_fd = -1
 
     def __enter__(self) -> Journal:
         return self
