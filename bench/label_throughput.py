@@ -2,14 +2,15 @@
 
 On one folder, in one run:
 
-- end-to-end: :func:`glipcli.label.label_folder` as ``glip label`` runs it (listing, decoding in
-  worker threads, preprocessing, backbone, head, post-processing, journal appends with fsync,
-  the final COCO file);
+- end-to-end: :func:`glipcli.label.label_folder` as ``glip label`` runs it (listing, decoding and
+  preprocessing in worker threads, backbone, head, post-processing, journal appends with batched
+  fsync, the final COCO file);
 - model-only: ``engine.backbone`` + ``engine.head`` (per prompt chunk) on tensors decoded and
   preprocessed beforehand, text features cached: the ceiling for the pipeline.
 
 The ratio is the share of the model's speed the pipeline keeps (goal: >= 0.9). Runs alternate
-and the medians are reported. Without ``--model`` a randomly initialised bundle of ``--config``
+and the medians are reported; ``python -m bench --quick`` runs this on glip-nano and the reduced
+reference model. Without ``--model`` a randomly initialised bundle of ``--config``
 (default glip-nano) is exported on the fly, which needs torch; random weights give few boxes, so
 post-processing costs less than with a trained model.
 
@@ -29,7 +30,6 @@ from glipcli.api import Detector
 from glipcli.io.folder import list_images
 from glipcli.io.images import load_image
 from glipcli.label import label_folder
-from glipcli.preprocess import prepare_image
 from glipcli.train.synth import write_detection_set
 
 COMBOS = [("red", "circle"), ("blue", "square"), ("yellow", "triangle"), ("green", "star")]
@@ -68,6 +68,53 @@ def model_only(detector: Detector, tensors: list, prompt: str) -> float:
     return time.perf_counter() - start
 
 
+def measure(
+    model: str | Path, images: int, repeats: int, workers: int = 2, threads: int | None = None, device: str = "auto"
+) -> dict:
+    """End-to-end and model-only images/s of ``model`` on a generated folder, runs alternating."""
+    with tempfile.TemporaryDirectory(prefix="glip-bench-") as tmp:
+        work = Path(tmp)
+        detector = Detector.load(model, device=device, threads=threads)
+        write_detection_set(work / "set", images, seed=0, combos=COMBOS, file_ext=".jpg")
+        folder = work / "set" / "images"
+        prompt = ". ".join(f"{colour} {shape}" for colour, shape in COMBOS)
+        paths = list_images(folder).images
+        tensors = [detector.prepare(load_image(p)).tensor for p in paths]
+        model_only(detector, tensors[:1], prompt)  # warm-up: first runs allocate
+
+        e2e, bare = [], []
+        for r in range(repeats):
+            pair = [(e2e, lambda: end_to_end(detector, folder, prompt, work / "labels.json", workers))]
+            pair.append((bare, lambda: model_only(detector, tensors, prompt)))
+            for times, step in pair if r % 2 == 0 else reversed(pair):
+                times.append(step())
+    n = len(paths)
+    e2e_rate, bare_rate = n / statistics.median(e2e), n / statistics.median(bare)
+    return {
+        "model": detector.bundle.name,
+        "device": device,
+        "threads": threads,
+        "images": n,
+        "input_hw_max": [max(t.shape[1] for t in tensors), max(t.shape[2] for t in tensors)],
+        "workers": workers,
+        "repeats": repeats,
+        "end_to_end_images_per_s": round(e2e_rate, 2),
+        "model_only_images_per_s": round(bare_rate, 2),
+        "ratio": round(e2e_rate / bare_rate, 3),
+        "goal": "ratio >= 0.9",
+    }
+
+
+def print_result(result: dict) -> None:
+    height, width = result["input_hw_max"]
+    print(f"model      {result['model']} (device {result['device']}, threads {result['threads'] or 'default'})")
+    workers = result["workers"]
+    print(f"folder     {result['images']} JPEG images, model inputs up to {height}x{width}, workers {workers}")
+    print(f"end-to-end {result['end_to_end_images_per_s']:8.2f} images/s   (glip label, median of {result['repeats']})")
+    print(f"model-only {result['model_only_images_per_s']:8.2f} images/s   (backbone + head on pre-processed tensors)")
+    print(f"ratio      {result['ratio']:8.2f}          (goal >= 0.9)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="bundle path or name; default: a random --config bundle exported now")
@@ -81,31 +128,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.images, args.repeats = 12, 1
-
     with tempfile.TemporaryDirectory(prefix="glip-bench-") as tmp:
-        work = Path(tmp)
-        model = args.model or random_bundle(args.config, work)
-        detector = Detector.load(model, device=args.device, threads=args.threads)
-        write_detection_set(work / "set", args.images, seed=0, combos=COMBOS, file_ext=".jpg")
-        folder = work / "set" / "images"
-        prompt = ". ".join(f"{colour} {shape}" for colour, shape in COMBOS)
-        paths = list_images(folder).images
-        tensors = [prepare_image(load_image(p), detector.config.input).tensor for p in paths]
-        model_only(detector, tensors[:1], prompt)  # warm-up: first runs allocate
-
-        e2e, bare = [], []
-        for _ in range(args.repeats):
-            e2e.append(end_to_end(detector, folder, prompt, work / "labels.json", args.workers))
-            bare.append(model_only(detector, tensors, prompt))
-
-    n = len(paths)
-    e2e_rate, bare_rate = n / statistics.median(e2e), n / statistics.median(bare)
-    height, width = max(t.shape[1] for t in tensors), max(t.shape[2] for t in tensors)
-    print(f"model      {detector.bundle.name} (device {args.device}, threads {args.threads or 'default'})")
-    print(f"folder     {n} JPEG images, model inputs up to {height}x{width}, workers {args.workers}")
-    print(f"end-to-end {e2e_rate:8.2f} images/s   (glip label, median of {args.repeats})")
-    print(f"model-only {bare_rate:8.2f} images/s   (backbone + head on pre-processed tensors)")
-    print(f"ratio      {e2e_rate / bare_rate:8.2f}          (goal >= 0.9)")
+        model = args.model or random_bundle(args.config, Path(tmp))
+        print_result(measure(model, args.images, args.repeats, args.workers, args.threads, args.device))
 
 
 if __name__ == "__main__":

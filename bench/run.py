@@ -7,7 +7,9 @@
 
 Benchmarks (``--only``): ort_vs_torch (per-graph timings and ORT op profiles), sessions (ORT
 session options against ONNX Runtime's defaults), vocab (chunk sharing with a 1,203-class prompt), precision
-(fp32 / int8 / fp16). Each writes ``<out>/<name>.json`` with the machine and its load average.
+(fp32 / int8 / fp16), startup (``glip detect`` one image -> JSON against ``python -c "import numpy,
+onnxruntime, cv2"``, glip-nano), label_throughput (``glip label`` end-to-end against model-only
+images/s, glip-nano and the reduced model). Each writes ``<out>/<name>.json`` with the machine and its load average.
 Exported bundles are cached in ``bench/.cache`` (GLIP-T: minutes to export, once).
 """
 
@@ -24,7 +26,7 @@ from typing import Any
 from bench import common, models
 from bench import ort_profile as profile
 
-BENCHMARKS = ("ort_vs_torch", "sessions", "vocab", "precision")
+BENCHMARKS = ("ort_vs_torch", "sessions", "vocab", "precision", "startup", "label_throughput")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -96,6 +98,8 @@ class Plan:
         self.vocab_images = args.vocab_images or (2 if quick else 4)
         self.vocab_classes = args.vocab_classes or (300 if quick else 1203)
         self.fp16 = not quick
+        self.startup_rounds = 5 if quick else 9
+        self.label_images, self.label_repeats = (12, 2) if quick else (48, 3)
 
 
 class Runner:
@@ -203,6 +207,26 @@ class Runner:
         )
         precision.print_result(result)
         return {"benchmark": "precision", **result}
+
+    def startup(self) -> dict[str, Any]:
+        from bench import startup
+
+        result = startup.measure("glip-nano", self.plan.startup_rounds, log=self.log)
+        startup.print_result(result)
+        return {"benchmark": "startup", **result}
+
+    def label_throughput(self) -> dict[str, Any]:
+        from bench import label_throughput
+
+        results = []
+        for name, model in (("glip-nano", "glip-nano"), ("reduced", self.bundle("reduced"))):
+            self.log(f"label_throughput: {name}, {self.plan.label_images} images")
+            result = label_throughput.measure(
+                model, self.plan.label_images, self.plan.label_repeats, threads=self.args.threads
+            )
+            label_throughput.print_result(result)
+            results.append(result)
+        return {"benchmark": "label_throughput", "models": results}
 
 
 def _head_feed(bundle_dir: Path, images: Any, threads: int) -> dict[str, Any]:
