@@ -357,8 +357,9 @@ def decode_or_reason(path: Path, load: Callable[[Path], np.ndarray] = load_image
 
 
 def prepare_or_reason(detector: Detector, path: Path) -> PreparedImage | str:
-    """The model's input for the image (decoded, resized, normalised: in the prefetch threads, beside
-    the model, which on 2 cores took glip label from 0.83 to ... of the model's speed), or why not."""
+    """The model's input for the image, or why there is none. Runs in the prefetch threads, beside
+    the model: with the faster NMS and batched fsync it took glip label on glip-nano from 0.83 to
+    1.00 of the model-only images/s (``python -m bench --quick``, docs/speed.md)."""
     rgb = decode_or_reason(path)
     return rgb if isinstance(rgb, str) else detector.prepare(rgb)
 
