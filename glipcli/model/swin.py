@@ -153,10 +153,11 @@ class PatchEmbed(nn.Module):
     """Image to stride-``patch`` tokens: GLIP's linear patch projection, or a convolutional stem.
 
     Both pad the input to a multiple of ``patch`` first, so the token grid is ceil(H / patch) either
-    way. The conv stem (``stem_channels``) sees each pixel with its neighbours before any attention:
-    with 4x4 linear patches, a probe of glip-nano's stride-8 features stayed at chance on the shape
-    of objects at detection scale (0.17 of 8 after 65,000 windows); with the stem it reached 0.34 in
-    the same time, still rising (../shared/probes/swin_native_scale.py).
+    way. The conv stem (``stem_channels``, Xiao et al. 2021) sees each pixel with its neighbours
+    before any attention: in a probe of glip-nano's stride-8 features, the shape of objects at
+    detection scale stayed at chance with 4x4 linear patches (0.17 of 8 classes after 65,000
+    windows) and reached 0.34 with the stem. Trained as glip-nano in the same time it scored lower
+    (docs/glip-nano.md), so no preset uses it yet.
     """
 
     def __init__(self, patch: int, dim: int, stem_channels: tuple[int, ...] = ()) -> None:
