@@ -337,7 +337,7 @@ def test_bad_arguments_fail_before_any_journal(detector, tmp_path):
     cases = [
         ({"out": tmp_path / "folder"}, ConfigError, "is a folder"),
         ({"out": tmp_path / "file", "fmt": "yolo"}, ConfigError, "is a file"),
-        ({"fmt": "voc"}, ConfigError, "unknown format"),
+        ({"fmt": "pascal"}, ConfigError, "unknown format"),
         ({"workers": 0}, ConfigError, "workers"),
         ({"threshold": 2.0}, ConfigError, "threshold"),
         ({"batch_size": 0}, ConfigError, "batch size"),
