@@ -141,7 +141,8 @@ def test_the_wheel_carries_the_model_and_detects_without_extras(tmp_path: Path) 
     outside = tmp_path / "outside"
     outside.mkdir()
     shutil.copy(EXAMPLES / "images" / "000004.png", outside / "img.png")
-    run_env = {**pip_env, "HOME": str(tmp_path), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    # COLUMNS: rich wraps glip info's long paths at 80 columns (with padding), wherever pytest's tmp_path lies
+    run_env = {**pip_env, "HOME": str(tmp_path), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "500"}
 
     def glip(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["glip", *args], cwd=outside, env=run_env, capture_output=True, text=True, timeout=300)
