@@ -16,12 +16,7 @@ from tests.train.test_coco_data import ann, write_coco
 SETTINGS = dict(steps=2, batch_size=1, lr=1e-2, warmup=1, scales=(64,), max_size=96, workers=0, checkpoint_every=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

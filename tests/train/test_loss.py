@@ -300,15 +300,6 @@ def tiny_config() -> GLIPConfig:
     )
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run several times faster on one thread when the cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run(model: GLIP, image, ids, mask, targets):
     features = model.encode_image(image)
     out = model.head(features, model.encode_text(ids, mask), mask)

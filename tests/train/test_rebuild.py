@@ -27,12 +27,7 @@ from tests.conftest import _randomise, tiny_config
 IMAGES = {"wide.png": (150, 96), "tall.png": (70, 130)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

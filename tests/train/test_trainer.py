@@ -15,12 +15,7 @@ from tests.conftest import tiny_config
 SETTINGS = dict(batch_size=2, lr=1e-3, warmup=2, scales=(96,), max_size=128, workers=0, checkpoint_every=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(out, steps, seed=0, resume=False, **changes):
