@@ -9,6 +9,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Tests count text-encoder runs, so features stored on disk by an earlier run must not answer for
+# it; tests/runtime/test_text_store.py turns the store on in a folder of its own.
+os.environ["GLIPCLI_TEXT_CACHE"] = "0"
+
 
 def _reference_dir() -> Path | None:
     candidates = [os.environ.get("GLIP_REFERENCE", "")]

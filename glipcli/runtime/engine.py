@@ -2,7 +2,9 @@
 
 One session per graph, created once. The text graph depends only on the prompt, so its output
 is cached per prompt chunk: a folder labelled with one prompt runs BERT once per chunk, and a
-vocabulary in many chunks runs the backbone once per image and only the head per chunk.
+vocabulary in many chunks runs the backbone once per image and only the head per chunk. The
+features are also kept on disk between runs (glipcli.runtime.text_store), and the text session
+is created only when a chunk is in neither cache: a prompt used before starts without it.
 ``runs`` counts graph executions so callers and tests can check exactly that.
 
 Batching: images of one batch are zero-padded bottom/right to the largest of them and share one
@@ -26,6 +28,7 @@ from glipcli.errors import BundleError
 from glipcli.prompt import PromptChunk
 from glipcli.runtime.bundle import GRAPHS, Bundle
 from glipcli.runtime.sessions import make_session, providers_for
+from glipcli.runtime.text_store import TextFeatureStore
 
 LEVELS = ("p3", "p4", "p5", "p6", "p7")
 TEXT_CACHE_SIZE = 512
@@ -51,19 +54,34 @@ class InferenceEngine(Protocol):
 
     def encode_text(self, chunk: PromptChunk) -> np.ndarray: ...
 
+    def _stored_or_encoded(self, chunk: PromptChunk, key: str) -> np.ndarray:
+        features = self._store.get(key, len(chunk.input_ids)) if self._store else None
+        if features is None:
+            feed = {"input_ids": chunk.input_ids[None], "attention_mask": chunk.attention_mask[None]}
+            features = self._run("text", feed)[0][0]
+            if self._store:
+                self._store.put(key, features)
+        return features
+
     def backbone(self, images: np.ndarray) -> list[np.ndarray]: ...
 
     def head(self, levels: list[np.ndarray], text_features: np.ndarray, text_mask: np.ndarray) -> HeadOutputs: ...
 
 
 class Engine:
-    """The three ONNX graphs of a bundle, with a bounded LRU cache of text features."""
+    """The three ONNX graphs of a bundle, with a bounded LRU cache of text features (and the disk
+    store behind it, unless ``text_store`` is False or ``GLIPCLI_TEXT_CACHE=0``)."""
 
-    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self, bundle: Bundle, device: str = "auto", threads: int | None = None, text_store: bool = True
+    ) -> None:
         self.bundle = bundle
         self.name = bundle.name
         self.config = bundle.config
-        self._sessions = _load_sessions(bundle, device, threads)
+        self._device, self._threads = device, threads
+        self._sessions = _load_sessions(bundle, ("backbone", "head"), device, threads)
+        digest = bundle.manifest["graphs"]["text"]["sha256"]
+        self._store = TextFeatureStore.for_graph(digest) if text_store else None
         self.runs: dict[str, int] = dict.fromkeys(GRAPHS, 0)
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         # tuned prompts (GLIP_SPEC §11): caption -> stored text features that replace the encoder's
@@ -81,12 +99,20 @@ class Engine:
         if tuned is not None:
             features = _load_tuned(tuned, chunk)
         else:
-            feed = {"input_ids": chunk.input_ids[None], "attention_mask": chunk.attention_mask[None]}
-            features = self._run("text", feed)[0][0]
+            features = self._stored_or_encoded(chunk, key)
         features.setflags(write=False)
         self._text_cache[key] = features
         if len(self._text_cache) > TEXT_CACHE_SIZE:
             self._text_cache.popitem(last=False)
+        return features
+
+    def _stored_or_encoded(self, chunk: PromptChunk, key: str) -> np.ndarray:
+        features = self._store.get(key, len(chunk.input_ids)) if self._store else None
+        if features is None:
+            feed = {"input_ids": chunk.input_ids[None], "attention_mask": chunk.attention_mask[None]}
+            features = self._run("text", feed)[0][0]
+            if self._store:
+                self._store.put(key, features)
         return features
 
     def backbone(self, images: np.ndarray) -> list[np.ndarray]:
@@ -102,22 +128,24 @@ class Engine:
         return HeadOutputs(boxes, centerness, token_logits)
 
     def _run(self, graph: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if graph not in self._sessions:  # the text session, first needed for a chunk in no cache
+            self._sessions.update(_load_sessions(self.bundle, (graph,), self._device, self._threads))
         self.runs[graph] += 1
         return self._sessions[graph].run(None, feed)
 
 
-def _load_sessions(bundle: Bundle, device: str, threads: int | None) -> dict[str, Any]:
-    """One session per graph. On CPU the three load in parallel threads (ORT releases the GIL while
-    it builds a session): 1.4-1.8x faster on 2 cores, most of ``glip detect``'s start-up. GPU
+def _load_sessions(bundle: Bundle, graphs: tuple[str, ...], device: str, threads: int | None) -> dict[str, Any]:
+    """Sessions for ``graphs``. On CPU they load in parallel threads (ORT releases the GIL while it
+    builds a session): 1.4-1.8x faster on 2 cores, most of ``glip detect``'s start-up. GPU
     providers load one after the other, so TensorRT engine builds do not compete for memory."""
 
     def load(graph: str) -> Any:
         return make_session(bundle.graph_path(graph), device, threads, bundle.manifest["graphs"][graph]["sha256"])
 
-    if providers_for(device) != ["CPUExecutionProvider"]:
-        return {graph: load(graph) for graph in GRAPHS}
-    with ThreadPoolExecutor(len(GRAPHS), thread_name_prefix="glip-session") as pool:
-        return dict(zip(GRAPHS, pool.map(load, GRAPHS), strict=True))
+    if len(graphs) == 1 or providers_for(device) != ["CPUExecutionProvider"]:
+        return {graph: load(graph) for graph in graphs}
+    with ThreadPoolExecutor(len(graphs), thread_name_prefix="glip-session") as pool:
+        return dict(zip(graphs, pool.map(load, graphs), strict=True))
 
 
 def _load_tuned(path: Path, chunk: PromptChunk) -> np.ndarray:
