@@ -311,13 +311,14 @@ class Detector:
         """Official post-processing per image and chunk, chunks merged, boxes in original pixels."""
         cfg = self.config
         images = [self.prepare(image) for image in inputs]
+        # text first: a prompt in no cache loads the text session while the image graphs still load
+        features_of = [self.engine.encode_text(chunk) for chunk in prepared.chunks]
         tensor = batch_images(images, cfg.input.size_divisibility)
         levels = self.engine.backbone(tensor)
         level_hw = level_sizes(tensor.shape[-2:], cfg.anchors.strides)
         post = dataclasses.replace(cfg.postprocess, detections_per_img=limit)
         parts: list[list[RawDetections]] = [[] for _ in images]
-        for chunk in prepared.chunks:
-            features = self.engine.encode_text(chunk)
+        for chunk, features in zip(prepared.chunks, features_of, strict=True):
             count = len(images)
             out = self.engine.head(
                 levels,

@@ -16,7 +16,7 @@ different scores than alone. Batch size 1 reproduces the official single-image r
 from __future__ import annotations
 
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,8 +78,7 @@ class Engine:
         self.bundle = bundle
         self.name = bundle.name
         self.config = bundle.config
-        self._device, self._threads = device, threads
-        self._sessions = _load_sessions(bundle, ("backbone", "head"), device, threads)
+        self._sessions = _Sessions(bundle, device, threads)
         digest = bundle.manifest["graphs"]["text"]["sha256"]
         self._store = TextFeatureStore.for_graph(digest) if text_store else None
         self.runs: dict[str, int] = dict.fromkeys(GRAPHS, 0)
@@ -128,24 +127,46 @@ class Engine:
         return HeadOutputs(boxes, centerness, token_logits)
 
     def _run(self, graph: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        if graph not in self._sessions:  # the text session, first needed for a chunk in no cache
-            self._sessions.update(_load_sessions(self.bundle, (graph,), self._device, self._threads))
         self.runs[graph] += 1
         return self._sessions[graph].run(None, feed)
 
 
-def _load_sessions(bundle: Bundle, graphs: tuple[str, ...], device: str, threads: int | None) -> dict[str, Any]:
-    """Sessions for ``graphs``. On CPU they load in parallel threads (ORT releases the GIL while it
-    builds a session): 1.4-1.8x faster on 2 cores, most of ``glip detect``'s start-up. GPU
-    providers load one after the other, so TensorRT engine builds do not compete for memory."""
+class _Sessions:
+    """The bundle's sessions, each created once, the text session only when a chunk is in no cache.
 
-    def load(graph: str) -> Any:
-        return make_session(bundle.graph_path(graph), device, threads, bundle.manifest["graphs"][graph]["sha256"])
+    On CPU the image graphs start loading in background threads as the engine is made (ORT
+    releases the GIL while it builds a session), so they load while the caller reads the
+    tokenizer, the image and the prompt (and the text session, if needed), and the head's while
+    the backbone runs: most of ``glip detect``'s start-up overlaps. A load that failed raises at
+    first use. GPU providers load at once, one after the other, so TensorRT engine builds do not
+    compete for memory.
+    """
 
-    if len(graphs) == 1 or providers_for(device) != ["CPUExecutionProvider"]:
-        return {graph: load(graph) for graph in graphs}
-    with ThreadPoolExecutor(len(graphs), thread_name_prefix="glip-session") as pool:
-        return dict(zip(graphs, pool.map(load, graphs), strict=True))
+    def __init__(self, bundle: Bundle, device: str, threads: int | None) -> None:
+        self._bundle, self._device, self._threads = bundle, device, threads
+        self._ready: dict[str, Any] = {}
+        self._pending: dict[str, Future[Any]] = {}
+        images = ("backbone", "head")
+        if providers_for(device) == ["CPUExecutionProvider"]:
+            pool = ThreadPoolExecutor(len(images), thread_name_prefix="glip-session")
+            self._pending = {graph: pool.submit(self._load, graph) for graph in images}
+            pool.shutdown(wait=False)
+        else:
+            self._ready = {graph: self._load(graph) for graph in images}
+
+    def __getitem__(self, graph: str) -> Any:
+        if graph not in self._ready:
+            pending = self._pending.pop(graph, None)
+            self._ready[graph] = pending.result() if pending is not None else self._load(graph)
+        return self._ready[graph]
+
+    def __contains__(self, graph: str) -> bool:
+        """Whether ``graph``'s session was created (and used)."""
+        return graph in self._ready
+
+    def _load(self, graph: str) -> Any:
+        entry = self._bundle.manifest["graphs"][graph]
+        return make_session(self._bundle.graph_path(graph), self._device, self._threads, entry["sha256"])
 
 
 def _load_tuned(path: Path, chunk: PromptChunk) -> np.ndarray:
