@@ -1,6 +1,6 @@
 """What ``glip label --engine ray`` costs next to the local engine, on one machine, in one run.
 
-On one folder, alternating: :func:`glipcli.label.label_folder` with the local engine, then with the
+On one folder, alternating: :func:`glipcli.labelling.folder.label_folder` with the local engine, then with the
 Ray engine on a Ray started once beforehand. Each run is timed from the call to its return, with
 the moment of every finished image (progress callback), which splits the cost into:
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench.label_throughput import COMBOS, random_bundle
 from glipcli.api import Detector
-from glipcli.label import label_folder
+from glipcli.labelling.folder import label_folder
 from glipcli.train.synth import write_detection_set
 
 

@@ -2,7 +2,7 @@
 
 On one folder, in one run:
 
-- end-to-end: :func:`glipcli.label.label_folder` as ``glip label`` runs it (listing, decoding and
+- end-to-end: :func:`glipcli.labelling.folder.label_folder` as ``glip label`` runs it (listing, decoding and
   preprocessing in worker threads, backbone, head, post-processing, journal appends with batched
   fsync, the final COCO file);
 - model-only: ``engine.backbone`` + ``engine.head`` (per prompt chunk) on tensors decoded and
@@ -29,7 +29,7 @@ from pathlib import Path
 from glipcli.api import Detector
 from glipcli.io.folder import list_images
 from glipcli.io.images import load_image
-from glipcli.label import label_folder
+from glipcli.labelling.folder import label_folder
 from glipcli.train.synth import write_detection_set
 
 COMBOS = [("red", "circle"), ("blue", "square"), ("yellow", "triangle"), ("green", "star")]

@@ -25,7 +25,9 @@ from glipcli import __version__
 from glipcli.errors import BundleError, DataError
 from glipcli.evaluation import EVAL_MAX_DETECTIONS, category_prompt
 from glipcli.io.coco import coco_boxes, load_coco, write_text_atomic
-from glipcli.label import LabelProgress, decode_or_reason, prefetch
+from glipcli.io.images import decode_or_reason
+from glipcli.io.prefetch import prefetch
+from glipcli.progress import ImageProgress
 from glipcli.prompt import Prompt
 from glipcli.runtime.bundle import MANIFEST
 from glipcli.selection import Thresholds, select
@@ -141,7 +143,7 @@ def load_scenes(
     *,
     prompt: Prompt | None = None,
     workers: int = 2,
-    progress: Callable[[LabelProgress], None] | None = None,
+    progress: Callable[[ImageProgress], None] | None = None,
 ) -> list[Scene]:
     """GLIP's output (all labels, threshold 0, at most 100 boxes) on each readable ground-truth image."""
     gt = load_coco(ground_truth)
@@ -167,7 +169,7 @@ def load_scenes(
                 cats = np.asarray([a["category_id"] for a in mine], dtype=np.int64)
                 scenes.append(Scene(entry["id"], found, xyxy, cats, lookup))
             if progress:
-                progress(LabelProgress(done, len(entries), done - len(scenes), done, 0.0))
+                progress(ImageProgress(done, len(entries), done - len(scenes), done, 0.0))
     if not scenes:
         raise DataError(f"none of the {len(entries)} images of {ground_truth} could be read under {folder}")
     return scenes

@@ -816,7 +816,9 @@ def label(
     """
     from glipcli.api import Detector, selection_info
     from glipcli.convert import default_output, parse_formats
-    from glipcli.label import ENGINES, group_by_kind, journal_path, label_folder
+    from glipcli.labelling.folder import ENGINES, label_folder
+    from glipcli.labelling.journals import journal_path
+    from glipcli.progress import group_by_kind
 
     formats = parse_formats(fmt)
     if engine not in ENGINES:
@@ -825,7 +827,7 @@ def label(
     out = out or default_output(formats)
     _check_writable(journal_path(out))
     if engine == "ray":
-        from glipcli.label_ray import import_ray
+        from glipcli.labelling.ray_runner import import_ray
 
         # Ray Data's log lines would cut into the progress bar; its errors still come as exceptions
         os.environ.setdefault("RAY_DATA_LOG_LEVEL", "CRITICAL")
@@ -991,7 +993,7 @@ def _print_metrics(report: Any) -> None:
         names = ", ".join(escape(n) for n in report.unused[:5]) + (", ..." if len(report.unused) > 5 else "")
         err_console.print(f"[yellow]not evaluated[/]: {len(report.unused)} categories not in the prompt file ({names})")
     if report.skipped:
-        from glipcli.label import group_by_kind
+        from glipcli.progress import group_by_kind
 
         _print_skipped(group_by_kind(report.skipped), None)
 

@@ -30,7 +30,9 @@ from glipcli.api import Detector
 from glipcli.errors import DataError, PromptError
 from glipcli.evaluate import Metrics, coco_metrics
 from glipcli.io.coco import coco_boxes, load_coco
-from glipcli.label import EXIT_SKIPPED, LabelProgress, Skipped, decode_or_reason, prefetch
+from glipcli.io.images import decode_or_reason
+from glipcli.io.prefetch import prefetch
+from glipcli.progress import EXIT_SKIPPED, ImageProgress, Skipped
 from glipcli.prompt import Prompt, clean_name, prompt_from_names
 
 EVAL_MAX_DETECTIONS = 100
@@ -110,7 +112,7 @@ def evaluate_folder(
     threshold: float = 0.0,
     max_detections: int = EVAL_MAX_DETECTIONS,
     workers: int = 2,
-    progress: Callable[[LabelProgress], None] | None = None,
+    progress: Callable[[ImageProgress], None] | None = None,
 ) -> EvalReport:
     """COCO metrics of a model on the ground truth's images (found under ``images``)."""
     gt = load_coco(ground_truth)
@@ -131,7 +133,7 @@ def evaluate_folder(
     results: list[dict[str, Any]] = []
     skipped: list[Skipped] = []
     entries = gt["images"]
-    state = LabelProgress(0, len(entries), 0, 0, 0.0)
+    state = ImageProgress(0, len(entries), 0, 0, 0.0)
     paths = (images / entry["file_name"] for entry in entries)
     with closing(prefetch(decode_or_reason, paths, workers)) as decoded:
         for entry, rgb in zip(entries, decoded):
@@ -143,7 +145,7 @@ def evaluate_folder(
                 )
                 results += coco_results(entry["id"], det.xyxy, det.confidence, det.data["label_id"], category_ids)
             done = state.done + 1
-            state = LabelProgress(done, len(entries), len(skipped), done, time.perf_counter() - start)
+            state = ImageProgress(done, len(entries), len(skipped), done, time.perf_counter() - start)
             if progress:
                 progress(state)
     if len(skipped) == len(entries):

@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from glipcli.api import Detector
 from glipcli.cli import app
-from glipcli.label import errors_path, journal_path
-from tests.test_label import PROMPT, THRESHOLD, make_images, messy_folder, without_date
+from glipcli.labelling.journals import journal_path
+from glipcli.labelling.writers import errors_path
+from tests.labelling.test_folder import PROMPT, THRESHOLD, make_images, messy_folder, without_date
 
 runner = CliRunner()
 CLI = [sys.executable, "-c", "from glipcli.cli import app; app()"]

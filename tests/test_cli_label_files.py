@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from glipcli.errors import DataError
 from glipcli.io import coco
-from glipcli.label import journal_path, label_folder
+from glipcli.labelling.folder import label_folder
+from glipcli.labelling.journals import journal_path
 
 runner = CliRunner()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,17 @@ def decode_image_bytes(data: bytes, name: str) -> np.ndarray:
         if orientation in _TRANSPOSE:
             im = im.transpose(_TRANSPOSE[orientation])
         return _to_rgb(im)
+
+
+def decode_or_reason(path: Path, load: Callable[[Path], np.ndarray] = load_image) -> np.ndarray | str:
+    """The image as RGB, or why it cannot be used (the ImageError message without the path): runs
+    over many images skip a bad file with its reason rather than stop."""
+    try:
+        return load(path)
+    except ImageError as exc:
+        message = str(exc)
+        prefix = f"{path}: "
+        return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def read_image_size(path: str | Path) -> tuple[int, int]:

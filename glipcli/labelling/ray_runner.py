@@ -1,13 +1,13 @@
 """The Ray engine of ``glip label``: the same labels as the local engine, from a pool of Ray workers.
 
-:func:`glipcli.label.label_folder` lists the folder, assigns ids, opens the journal and writes the
+:func:`glipcli.labelling.folder.label_folder` lists the folder, assigns ids, opens the journal and writes the
 output exactly as for the local engine; only the images still to do come here, as blocks of the
 listing (``batch_size`` images, so batches, and scores, are those of a local run):
 
 - Ray Data tasks read and decode each block (bad files become the same skip reasons as locally);
 - an actor pool (``num_workers`` actors, ``gpus_per_worker`` GPUs each) holds one Detector per
   actor (ONNX sessions, text features cached) and labels the blocks through the same
-  :func:`glipcli.label.label_block` as the local engine;
+  :func:`glipcli.labelling.records.label_block` as the local engine;
 - each actor appends its records to its own journal shard in ``<out>.journal.d/``, fsynced per
   image, so a crash anywhere loses only the images in flight; ``label_folder`` then merges the
   shards with the journal by id into one COCO/YOLO output.
@@ -36,9 +36,10 @@ from glipcli import errors
 from glipcli.api import Detector, PreparedPrompt
 from glipcli.errors import ConfigError, DataError, GlipError, ImageError
 from glipcli.io.folder import FolderListing
-from glipcli.io.images import IMAGE_EXTENSIONS, decode_image_bytes, load_image
+from glipcli.io.images import IMAGE_EXTENSIONS, decode_image_bytes, decode_or_reason, load_image
 from glipcli.io.journal import Journal
-from glipcli.label import Block, decode_or_reason, label_block, open_shard
+from glipcli.labelling.journals import open_shard
+from glipcli.labelling.records import Block, label_block
 
 INSTALL_HINT = 'pip install "glipcli[ray]"'
 _WORKER_ERROR = re.compile(r"^glipcli\.errors\.(\w+): (.*)$", re.MULTILINE)
@@ -68,7 +69,7 @@ def check_arguments(num_workers: int, gpus_per_worker: float) -> None:
 
 
 class RayLabeller:
-    """The Ray engine for :func:`glipcli.label.label_folder`: a context manager that connects to Ray.
+    """The Ray engine for :func:`glipcli.labelling.folder.label_folder`: a context manager that connects to Ray.
 
     Uses the Ray this process is connected to, else connects to ``address`` (``None``: a new
     local Ray, or ``RAY_ADDRESS``) and disconnects on exit. Each actor reserves ``threads`` CPUs

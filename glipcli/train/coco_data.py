@@ -35,8 +35,8 @@ from tokenizers import Tokenizer
 
 from glipcli.errors import DataError
 from glipcli.io.coco import load_coco
-from glipcli.io.images import load_image
-from glipcli.label import decode_or_reason, prefetch
+from glipcli.io.images import decode_or_reason, load_image
+from glipcli.io.prefetch import prefetch
 from glipcli.prompt import Prompt, PromptChunk, clean_name, encode_prompt, prompt_from_names
 from glipcli.train.synth import GroundingSample
 

@@ -31,7 +31,7 @@ class Handoff:
 
 @pytest.fixture(scope="session")
 def handoff(tmp_path_factory: pytest.TempPathFactory) -> Handoff:
-    from glipcli.label import label_folder
+    from glipcli.labelling.folder import label_folder
 
     root = tmp_path_factory.mktemp("handoff")
     combos = [c for c in TRAIN_COMBOS if " ".join(c) in CLASSES] or list(TRAIN_COMBOS[:5])

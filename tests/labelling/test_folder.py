@@ -7,8 +7,6 @@ import io
 import json
 import os
 import struct
-import threading
-import time
 import zlib
 from pathlib import Path
 
@@ -20,7 +18,9 @@ from supervision import box_iou_batch
 
 from glipcli.api import Detector
 from glipcli.errors import ConfigError, DataError
-from glipcli.label import errors_path, journal_path, label_folder, prefetch
+from glipcli.labelling.folder import label_folder
+from glipcli.labelling.journals import journal_path
+from glipcli.labelling.writers import errors_path
 from glipcli.prompt import Label, Prompt
 from glipcli.selection import FRAGMENT_INSIDE
 from tests.test_api import scene
@@ -349,43 +349,3 @@ def test_bad_arguments_fail_before_any_journal(detector, tmp_path):
     with pytest.raises(DataError, match="folder not found"):
         label_folder(tmp_path / "nowhere", PROMPT, tmp_path / "l.json", detector=detector)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder", "imgs"]
-
-
-def test_prefetch_keeps_order_and_a_bounded_window():
-    pulled, consumed, lock = [0], [0], threading.Lock()
-    ahead = []
-
-    def items():
-        for i in range(40):
-            with lock:
-                pulled[0] += 1
-                ahead.append(pulled[0] - consumed[0])
-            yield i
-
-    def work(i):
-        time.sleep(0.001 * (i % 3))  # finish out of order
-        return i * i
-
-    results = []
-    for value in prefetch(work, items(), workers=3):
-        consumed[0] += 1
-        results.append(value)
-    assert results == [i * i for i in range(40)]
-    assert max(ahead) <= 2 * 3 + 1
-
-
-def test_prefetch_passes_errors_and_cancels_the_rest():
-    started = []
-
-    def work(i):
-        started.append(i)
-        if i == 2:
-            raise ValueError("boom")
-        time.sleep(0.01)
-        return i
-
-    results = prefetch(work, range(100), workers=2)
-    assert [next(results), next(results)] == [0, 1]
-    with pytest.raises(ValueError, match="boom"):
-        next(results)
-    assert len(started) <= 8

@@ -22,9 +22,11 @@ from typer.testing import CliRunner
 from glipcli.api import Detector
 from glipcli.cli import app
 from glipcli.errors import ConfigError, DataError
-from glipcli.label import errors_path, journal_path, label_folder, shards_path
+from glipcli.labelling.folder import label_folder
+from glipcli.labelling.journals import journal_path, shards_path
+from glipcli.labelling.writers import errors_path
+from tests.labelling.test_folder import PROMPT, THRESHOLD, Interrupt, interrupt_after, make_images, without_date
 from tests.test_cli_label import CLI, assert_one_line_error
-from tests.test_label import PROMPT, THRESHOLD, Interrupt, interrupt_after, make_images, without_date
 
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
