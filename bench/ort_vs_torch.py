@@ -5,6 +5,10 @@ rounds. "ort" is the bundle run exactly as glipcli runs it (``make_session``); f
 of the same weights (``extra``, e.g. an export with another option) join the same rounds.
 Speedups are eager-PyTorch time over ONNX Runtime time, for all three graphs and per image
 (backbone + head: the text graph runs once per prompt and is cached for a folder).
+
+Each graph's FLOPs at each input (glipcli.export.flops, counted as the export counts them for
+the manifest) over its median time give achieved GFLOP/s, reported against this machine's fp32
+GEMM peak at the same thread count (bench.peak), measured in the same run.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 from bench import common
 from bench import ort_profile as profile
 from bench.models import scene
+from bench.peak import gemm_peak_gflops
 from glipcli.errors import ConfigError
 from glipcli.prompt import encode_prompt, parse_prompt
 from glipcli.runtime.bundle import GRAPHS, load_bundle
@@ -98,7 +103,10 @@ def compare(
     profile_ops: bool = True,
     log: Callable[[str], None] = common.log,
 ) -> dict[str, Any]:
-    """Timings of eager PyTorch and of each bundle at each input size, plus ORT's op profile."""
+    """Timings of eager PyTorch and of each bundle at each input size, achieved GFLOP/s against the
+    GEMM peak, plus ORT's op profile."""
+    from glipcli.export.flops import count_flops
+
     bundles = {"ort": Path(bundle_dir), **(extra or {})}
     _check_same_weights(bundles)
     ids, mask = text_inputs(bundle_dir)
@@ -114,6 +122,7 @@ def compare(
         "threads": threads,
         "bundles": {label: str(path) for label, path in bundles.items()},
         "session_create_s": created,
+        "gemm_peak_gflops": round(gemm_peak_gflops(threads), 1),
         "sizes": [],
     }
     for height, width in sizes:
@@ -128,11 +137,21 @@ def compare(
             "timings": timings,
             "speedup_vs_torch": {label: _speedups(timings["torch"], timings[label]) for label in sessions},
         }
+        flops = count_flops(model, tuple(images.shape[2:]), int(ids.shape[1]))
+        entry["gflop"] = {graph: round(flops[graph] / 1e9, 3) for graph in GRAPHS}
+        entry["achieved_gflops"] = {
+            label: {graph: _gflops(flops[graph], timings[label]["ms"][graph]) for graph in GRAPHS}
+            for label in ["torch", *sessions]
+        }
         if profile_ops:
             log(f"{name}: ONNX Runtime op profile at {height}x{width}")
             entry["ort_profile"] = _profiles(bundles["ort"], sessions["ort"], ids, mask, images, threads)
         result["sizes"].append(entry)
     return result
+
+
+def _gflops(flops: int, ms: float) -> float:
+    return round(flops / (ms / 1e3) / 1e9, 1) if ms > 0 else 0.0
 
 
 def _speedups(torch_timing: Mapping[str, Any], ort_timing: Mapping[str, Any]) -> dict[str, float]:
@@ -191,6 +210,16 @@ def print_result(result: Mapping[str, Any]) -> None:
         common.print_table(
             f"{result['model']} at {h}x{w}, {result['tokens']} tokens, {result['threads']} thread(s): median ms",
             ["", "text", "backbone", "head", "total", "speedup/image", "speedup all"],
+            rows,
+        )
+        peak = result["gemm_peak_gflops"]
+        rows = [
+            [graph, entry["gflop"][graph], entry["timings"]["ort"]["ms"][graph], achieved, common.ratio(achieved, peak)]
+            for graph, achieved in entry["achieved_gflops"]["ort"].items()
+        ]
+        common.print_table(
+            f"{result['model']} at {h}x{w}: achieved GFLOP/s against the fp32 GEMM peak ({peak} GFLOP/s)",
+            ["graph", "GFLOP", "ort ms", "GFLOP/s", "share of peak"],
             rows,
         )
         if "ort_profile" in entry:

@@ -26,6 +26,7 @@ from glipcli.config import GLIPConfig, InputConfig, load_config
 from glipcli.errors import BundleError, ExportError
 from glipcli.export import graphs as G
 from glipcli.export.compact import compact_graph
+from glipcli.export.flops import manifest_entry as flops_entry
 from glipcli.export.half import half_precision
 from glipcli.export.int8 import to_int8
 from glipcli.export.rebuild import MANIFEST_KEY, write_weights
@@ -88,6 +89,8 @@ def export_bundle(
         log("verifying fp32 graphs against PyTorch")
         parity = {"fp32": verify_graphs(model, graphs, tokenizer, verify_cfg, "fp32", VERIFY_IMAGES)}
         _require(parity["fp32"], "fp32")
+        log("counting each graph's FLOPs at the test size")
+        flops = flops_entry(model)
         weights = None
         if precision == "fp32":
             log("indexing the weights for glip tune / glip train --init (bundle -> PyTorch)")
@@ -103,7 +106,7 @@ def export_bundle(
             _compact(graphs.values(), log)
             parity["int8"] = _verify_reduced(model, graphs, tokenizer, verify_cfg, "int8", log)
         save_tokenizer(tokenizer, work / "tokenizer.json")
-        manifest = _manifest(cfg, name, source, precision, deform, graphs, parity, work, weights)
+        manifest = _manifest(cfg, name, source, precision, deform, graphs, parity, work, weights, flops)
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         move_into_place(work, out)
     except BaseException:
@@ -196,6 +199,7 @@ def _manifest(
     parity: dict[str, Any],
     work: Path,
     weights: dict[str, Any] | None,
+    flops: dict[str, Any],
 ) -> dict[str, Any]:
     import onnxruntime
 
@@ -216,6 +220,7 @@ def _manifest(
         "max_query_len": cfg.language.max_query_len,
         "strides": list(cfg.anchors.strides),
         "graphs": {g: {"file": p.name, "sha256": sha256_of(p), "bytes": p.stat().st_size} for g, p in graphs.items()},
+        "flops": flops,
         "tokenizer": {"file": "tokenizer.json", "sha256": sha256_of(work / "tokenizer.json")},
         "parity": {k: (v.to_dict() if isinstance(v, Parity) else v) for k, v in parity.items()},
         "prompts": {},
