@@ -157,6 +157,11 @@ def _write_list(f: TextIO, items: Iterable[object]) -> None:
         separator = ", "
 
 
+def images_folder(annotations: Path, images: Path | None = None) -> Path:
+    """``images``, else the ``images`` folder beside the annotations file (the layout of COCO datasets)."""
+    return images if images is not None else annotations.parent / "images"
+
+
 def load_coco(path: str | Path) -> dict:
     """Read a COCO detection file, checking what later code relies on; DataError names the flaw."""
     path = Path(path)

@@ -9,6 +9,8 @@ weights of the PyTorch model, so export parity stays exact.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -38,3 +40,9 @@ def round_weights(model: nn.Module, int8_embeddings: bool = True, int8_text: boo
             tensor.copy_(int8_rows(tensor.float()))
         else:
             tensor.copy_(tensor.half().float())
+
+
+def round_for_export(model: nn.Module, source: dict[str, Any]) -> dict[str, Any]:
+    """``--compact``: round ``model`` in place before it is exported; returns the provenance that says so."""
+    round_weights(model)
+    return {**source, "rounded": "fp16 weights, int8-row text encoder matrices (glip export --compact)"}

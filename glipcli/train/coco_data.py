@@ -34,7 +34,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from glipcli.errors import DataError
-from glipcli.io.coco import load_coco
+from glipcli.io.coco import load_coco, write_json_atomic
 from glipcli.io.images import decode_or_reason, load_image
 from glipcli.io.prefetch import prefetch
 from glipcli.prompt import Prompt, PromptChunk, clean_name, encode_prompt, prompt_from_names
@@ -210,6 +210,15 @@ class _Entry:
 
 def _key(name: str) -> str:
     return clean_name(name).casefold()
+
+
+def write_issues(source: DetectionSource, out: Path) -> Path | None:
+    """``out/data_issues.json``: every repair made to the data, so a user can check each one; None when none."""
+    if not source.issues:
+        return None
+    path = out / "data_issues.json"
+    write_json_atomic(path, [{"file": i.file, "annotation_id": i.annotation_id, "what": i.what} for i in source.issues])
+    return path
 
 
 def _entries(

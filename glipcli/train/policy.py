@@ -1,0 +1,139 @@
+"""What ``glip train`` and ``glip tune`` make of the options a user gives: defaults, checks, the run's
+TrainConfig and the bundle exported at the end.
+
+The command line only parses and prints; the choices live here, once, so the Python API and the
+commands train alike. torch is imported only when a run is built (``--help`` stays fast).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from glipcli.errors import ConfigError
+from glipcli.train.recipe import NANO_PRETRAIN
+
+if TYPE_CHECKING:
+    from glipcli.export.exporter import ExportResult
+    from glipcli.model.glip import GLIP
+    from glipcli.train.trainer import TrainConfig
+
+MODES = {"full": "all", "head": "head", "prompt": "prompt"}  # --mode -> TrainConfig.trainable
+DEFAULT_LR = {"pretrain": NANO_PRETRAIN["lr"], "full": 1e-4, "head": 1e-3, "prompt": 5e-2}
+FINETUNE = {"steps": 3000, "batch_size": 8, "precision": "fp32"}
+"""Defaults of fine-tuning; pre-training uses NANO_PRETRAIN."""
+PROMPT_WEIGHT_DECAY = 0.25  # GLIP's prompt tuning recipe: BASE_LR 0.05, WEIGHT_DECAY 0.25
+TUNE = {"steps": 200, "batch_size": 4, "lr": DEFAULT_LR["prompt"]}
+"""Defaults of ``glip tune``: a few labelled images learn a prompt in a few hundred steps."""
+
+
+def warmup_steps(steps: int) -> int:
+    """Linear warm-up of fine-tuning and prompt tuning: a tenth of the run, at most 300 steps."""
+    return min(300, max(1, steps // 10))
+
+
+def check_train_options(
+    *,
+    mode: str,
+    data: Path | None,
+    images: Path | None,
+    init: str | None,
+    pseudo: Path | None,
+    pseudo_images: Path | None,
+    export_to: Path | None,
+    compact: bool,
+) -> None:
+    """Refuse options that do not go together, before anything loads or trains."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown --mode {mode!r}: use one of {', '.join(MODES)}")
+    if data is None:
+        given = [flag for flag, value in (("--images", images), ("--init", init), ("--pseudo", pseudo)) if value]
+        if given or mode != "full":
+            raise ConfigError(f"{', '.join(given) or '--mode'} needs --data (fine-tuning on labelled images)")
+    elif init is None:
+        raise ConfigError("fine-tuning needs --init: a bundle (e.g. glip-nano), a checkpoint file or a preset")
+    if pseudo is None and pseudo_images is not None:
+        raise ConfigError("--pseudo-images needs --pseudo")
+    if compact and export_to is None:
+        raise ConfigError("--compact applies to the exported bundle: add --export FOLDER")
+    if export_to is not None and export_to.exists() and any(export_to.iterdir()):
+        raise ConfigError(f"--export {export_to} already holds files: remove them or export elsewhere")
+
+
+def train_config(
+    *,
+    finetuning: bool,
+    mode: str = "full",
+    steps: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    precision: str | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> TrainConfig:
+    """The run of ``glip train``: glip-nano's recipe for pre-training, FINETUNE's defaults for fine-tuning
+    in ``mode``; options given (not None) override either."""
+    from glipcli.train.trainer import TrainConfig
+
+    kind = mode if finetuning else "pretrain"
+    settings: dict[str, Any] = dict(FINETUNE if finetuning else NANO_PRETRAIN)
+    settings.update(lr=DEFAULT_LR[kind], seed=seed, threads=threads, checkpoint_every=100)
+    given = (("steps", steps), ("batch_size", batch_size), ("lr", lr), ("precision", precision))
+    settings.update({k: v for k, v in given if v is not None})
+    if finetuning:
+        settings.update(trainable=MODES[mode], warmup=warmup_steps(settings["steps"]))
+        if mode == "prompt":
+            settings.update(weight_decay=PROMPT_WEIGHT_DECAY)
+    return TrainConfig(**settings)
+
+
+def tune_config(
+    *,
+    steps: int = TUNE["steps"],
+    batch_size: int = TUNE["batch_size"],
+    lr: float = TUNE["lr"],
+    seed: int = 0,
+    threads: int | None = None,
+) -> TrainConfig:
+    """The run of ``glip tune``: GLIP's prompt tuning recipe (only the prompt learns)."""
+    from glipcli.train.trainer import TrainConfig
+
+    return TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=warmup_steps(steps),
+        weight_decay=PROMPT_WEIGHT_DECAY,
+        seed=seed,
+        threads=threads,
+        trainable="prompt",
+        checkpoint_every=50,
+    )
+
+
+def export_trained(
+    weights: Path,
+    out: Path,
+    *,
+    model: GLIP | None = None,
+    config: str | None = None,
+    compact: bool = False,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> ExportResult:
+    """``glip train --export``: the trained ``weights`` as a verified bundle, as ``glip export`` makes one.
+
+    ``model`` is the trained model when this process holds it (fine-tuning); else it is rebuilt from
+    ``weights`` with ``config`` (pre-training: glip-nano unless told).
+    """
+    from glipcli.export.exporter import build_from_checkpoint, export_bundle
+    from glipcli.model.checkpoint import sha256_file
+    from glipcli.model.compact import round_for_export
+
+    if model is None:
+        model, source = build_from_checkpoint(config or "glip-nano", weights)
+    else:
+        source = {"checkpoint": weights.name, "sha256": sha256_file(weights), "config": model.cfg.name}
+    if compact:
+        source = round_for_export(model, source)
+    return export_bundle(model.eval(), out, name=model.cfg.name, source=source, log=log)
