@@ -204,7 +204,7 @@ def test_unknown_engine_and_bad_pool_sizes(detector, tmp_path):
         with pytest.raises(ConfigError, match=message):
             label_folder(tmp_path / "imgs", PROMPT, tmp_path / "l.json", detector=detector, **kwargs)
     result = CliRunner().invoke(app, ["label", str(tmp_path / "imgs"), "-P", PROMPT, "--engine", "spark"])
-    assert_one_line_error(result, "unknown --engine")
+    assert_one_line_error(result, "unknown engine 'spark'")
     url = (tmp_path / "imgs").as_uri()
     with pytest.raises(ConfigError, match="use the ray engine"):
         label_folder(url, PROMPT, tmp_path / "l.json", detector=detector)
