@@ -51,8 +51,12 @@ GRAPH_CACHE_ENV = "GLIPCLI_GRAPH_CACHE"
 """Set to 0 to build every session from the bundle's graph, as before the cache existed."""
 
 
-def make_session(path: Path, device: str = "cpu", threads: int | None = None, digest: str | None = None):  # noqa: ANN201
+def make_session(  # noqa: ANN201
+    path: Path, device: str = "cpu", threads: int | None = None, digest: str | None = None, optimise: bool = True
+):
     """An InferenceSession with full graph optimisation; ``threads`` bounds intra-op threads.
+
+    ``optimise=False`` loads a CPU session as exported, for graphs run once (see glipcli.runtime.engine).
 
     With the graph's ``digest`` (its sha256) a CPU session is built from a cached copy of the graph
     as ONNX Runtime optimised it (:func:`optimised_path`) with optimisation off: the same graph,
@@ -60,6 +64,8 @@ def make_session(path: Path, device: str = "cpu", threads: int | None = None, di
     was most of ``glip detect``'s start-up). The first load writes the copy.
     """
     providers = providers_for(device)
+    if not optimise and providers == ["CPUExecutionProvider"]:
+        return _session(path, _options(threads, optimise=False), providers)
     cached = optimised_path(digest) if digest and providers == ["CPUExecutionProvider"] else None
     if cached is not None and cached.is_file():
         try:
