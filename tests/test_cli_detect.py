@@ -266,6 +266,11 @@ def test_info_describes_a_bundle(tiny_bundle):
     assert "mean of its tokens' probabilities (GLIP's MEAN)" in result.stdout
     nano = runner.invoke(app, ["info", "glip-nano"], env={"COLUMNS": "200"})
     assert "geometric mean of its words' probabilities (GEOMEAN)" in nano.stdout, nano.output
+    flops = json.loads((tiny_bundle / "manifest.json").read_text())["flops"]
+    h, w = flops["image_hw"]
+    assert f"GFLOP at {h}x{w}, {flops['tokens']} tokens" in result.stdout
+    head = next(line for line in result.stdout.splitlines() if "head.onnx" in line)
+    assert head.split()[-1] == f"{flops['graphs']['head'] / 1e9:.1f}"
 
 
 def test_info_of_an_unknown_model_is_one_error_line():

@@ -76,10 +76,16 @@ def info(
         summary.add_row(key, value if key.startswith("parity") else escape(value))
     console.print(summary)
 
-    graphs = Table("graph", "file", "size", "sha256", title="graphs", title_justify="left", show_edge=False)
+    flops = manifest.get("flops") or {}
+    counted = flops.get("graphs", {})
+    at = f" (GFLOP at {'x'.join(map(str, flops['image_hw']))}, {flops['tokens']} tokens)" if counted else ""
+    graphs = Table(
+        "graph", "file", "size", "sha256", "GFLOP", title=f"graphs{at}", title_justify="left", show_edge=False
+    )
     for graph, entry in manifest["graphs"].items():
-        graphs.add_row(graph, escape(entry["file"]), _megabytes(bundle.graph_path(graph)), entry["sha256"][:12])
-    graphs.add_row("tokenizer", escape(manifest["tokenizer"]["file"]), _megabytes(bundle.tokenizer_path), "")
+        gflop = f"{counted[graph] / 1e9:.1f}" if graph in counted else "-"
+        graphs.add_row(graph, escape(entry["file"]), _megabytes(bundle.graph_path(graph)), entry["sha256"][:12], gflop)
+    graphs.add_row("tokenizer", escape(manifest["tokenizer"]["file"]), _megabytes(bundle.tokenizer_path), "", "")
     console.print(graphs)
     prompts = bundle.prompts
     if prompts:
