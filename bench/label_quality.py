@@ -22,9 +22,9 @@ from typing import Any
 
 from glipcli.api import Detector
 from glipcli.calibration import Scene, counts, load_scenes
-from glipcli.evaluate import coco_metrics
 from glipcli.evaluation import coco_results
 from glipcli.io.coco import load_coco
+from glipcli.metrics import coco_metrics
 from glipcli.selection import Thresholds
 from glipcli.train.synth import HELD_OUT, TRAIN_COMBOS, write_detection_set
 from tests.drawn_shapes import write_drawn_set

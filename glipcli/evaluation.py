@@ -1,6 +1,6 @@
 """``glip eval``: run a model over the images of a COCO ground truth and score it with COCO mAP.
 
-(glipcli.evaluate computes the metrics from detections; this module produces the detections.)
+(glipcli.metrics computes the metrics from detections; this module produces the detections.)
 
 The prompt is the ground truth's category names in id order, cleaned as GLIP cleans them
 ("bow_(weapon)" -> "bow"), or a prompt file. A prompt file maps to the ground truth by name:
@@ -28,10 +28,10 @@ import numpy as np
 
 from glipcli.api import Detector
 from glipcli.errors import DataError, PromptError
-from glipcli.evaluate import Metrics, coco_metrics
 from glipcli.io.coco import coco_boxes, load_coco
 from glipcli.io.images import decode_or_reason
 from glipcli.io.prefetch import prefetch
+from glipcli.metrics import Metrics, coco_metrics
 from glipcli.progress import EXIT_SKIPPED, ImageProgress, Skipped
 from glipcli.prompt import Prompt, clean_name, prompt_from_names
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from glipcli.api import Detector
-from glipcli.evaluate import Metrics
 from glipcli.evaluation import evaluate_folder
+from glipcli.metrics import Metrics
 from glipcli.model.glip import GLIP
 from glipcli.train.torch_engine import TorchEngine
 
