@@ -26,7 +26,7 @@ from bench.models import scene
 from bench.peak import gemm_peak_gflops
 from glipcli.errors import ConfigError
 from glipcli.prompt import encode_prompt, parse_prompt
-from glipcli.runtime.bundle import GRAPHS, load_bundle
+from glipcli.runtime.bundle import GRAPHS, LEVELS, load_bundle
 from glipcli.runtime.sessions import make_session
 from glipcli.tokenizer import load_tokenizer
 
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 PROMPT = "person. bicycle. car. dog. traffic light. red circle. blue rectangle. potted plant"
 """Eight everyday classes (a few tokens each): the size of prompt most detection calls use."""
-
-LEVELS = ("p3", "p4", "p5", "p6", "p7")
 
 
 def text_inputs(bundle_dir: Path, prompt: str = PROMPT) -> tuple[np.ndarray, np.ndarray]:

@@ -22,9 +22,9 @@ from torch import Tensor, nn
 from glipcli.export.fusion import factored_fusion
 from glipcli.model.deform import ModulatedDeformConv, modulated_deform_conv2d
 from glipcli.model.glip import GLIP
+from glipcli.runtime.bundle import LEVELS
 
 OPSET = 19
-LEVELS = ("p3", "p4", "p5", "p6", "p7")
 DEFORM_IMPLEMENTATIONS = ("grid_sample", "deform_conv")
 
 

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from glipcli.config import GLIPConfig
-from glipcli.export.graphs import LEVELS
 from glipcli.model.glip import GLIP
 from glipcli.preprocess import prepare_image
 from glipcli.prompt import encode_prompt, parse_prompt
+from glipcli.runtime.bundle import LEVELS
 from glipcli.runtime.sessions import make_session
 
 VERIFY_PROMPT = "red circle. blue rectangle. yellow triangle. person. green dog on the grass."

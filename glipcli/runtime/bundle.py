@@ -23,6 +23,8 @@ FORMAT = "glipcli-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 GRAPHS = ("text", "backbone", "head")
+LEVELS = ("p3", "p4", "p5", "p6", "p7")
+"""The backbone graph's outputs and the head graph's inputs: FPN levels, strides 8 to 128."""
 MIN_ORT_VERSION = "1.25"  # CPU DeformConv kernel and the opset-19 GridSample the graphs use
 
 

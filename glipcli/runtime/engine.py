@@ -26,16 +26,18 @@ import numpy as np
 from glipcli.config import GLIPConfig
 from glipcli.errors import BundleError
 from glipcli.prompt import PromptChunk
-from glipcli.runtime.bundle import GRAPHS, Bundle
+from glipcli.runtime.bundle import GRAPHS, LEVELS, Bundle
 from glipcli.runtime.sessions import make_session, providers_for
 from glipcli.runtime.text_store import TextFeatureStore
 
-LEVELS = ("p3", "p4", "p5", "p6", "p7")
 TEXT_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
-class HeadOutputs:
+class DecodedHead:
+    """The head graph's output, decoded per anchor (the PyTorch head's raw per-level tensors are
+    glipcli.model.dyhead.HeadOutputs)."""
+
     boxes: np.ndarray  # (B, N, 4) xyxy in padded-input pixels
     centerness: np.ndarray  # (B, N) logits
     token_logits: np.ndarray  # (B, N, T)
@@ -65,7 +67,7 @@ class InferenceEngine(Protocol):
 
     def backbone(self, images: np.ndarray) -> list[np.ndarray]: ...
 
-    def head(self, levels: list[np.ndarray], text_features: np.ndarray, text_mask: np.ndarray) -> HeadOutputs: ...
+    def head(self, levels: list[np.ndarray], text_features: np.ndarray, text_mask: np.ndarray) -> DecodedHead: ...
 
 
 class Engine:
@@ -118,13 +120,13 @@ class Engine:
         """FPN levels P3..P7 of a (B, 3, H, W) float32 batch, H and W multiples of 32."""
         return self._run("backbone", {"images": np.ascontiguousarray(images, dtype=np.float32)})
 
-    def head(self, levels: list[np.ndarray], text_features: np.ndarray, text_mask: np.ndarray) -> HeadOutputs:
+    def head(self, levels: list[np.ndarray], text_features: np.ndarray, text_mask: np.ndarray) -> DecodedHead:
         """Fused head on backbone levels and (B, T, D) text features with their (B, T) mask."""
         feed: dict[str, np.ndarray] = dict(zip(LEVELS, levels, strict=True))
         feed["text_features"] = np.ascontiguousarray(text_features, dtype=np.float32)
         feed["text_mask"] = np.ascontiguousarray(text_mask, dtype=np.int64)
         boxes, centerness, token_logits = self._run("head", feed)
-        return HeadOutputs(boxes, centerness, token_logits)
+        return DecodedHead(boxes, centerness, token_logits)
 
     def _run(self, graph: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         self.runs[graph] += 1

@@ -12,7 +12,7 @@ import torch
 
 from glipcli.model.glip import GLIP
 from glipcli.prompt import PromptChunk
-from glipcli.runtime.engine import HeadOutputs
+from glipcli.runtime.engine import DecodedHead
 
 
 def _tensor(array: np.ndarray, dtype: type | None = None) -> torch.Tensor:
@@ -41,7 +41,7 @@ class TorchEngine:
         return [p.numpy() for p in self.model.encode_image(_tensor(images))]
 
     @torch.no_grad()
-    def head(self, levels: list[np.ndarray], text_features: np.ndarray, text_mask: np.ndarray) -> HeadOutputs:
+    def head(self, levels: list[np.ndarray], text_features: np.ndarray, text_mask: np.ndarray) -> DecodedHead:
         self.runs["head"] += 1
         out = self.model.head(
             [_tensor(p) for p in levels],
@@ -49,4 +49,4 @@ class TorchEngine:
             _tensor(text_mask, np.int64),
         )
         boxes, centerness, logits = (t.numpy() for t in self.model.decode(out))
-        return HeadOutputs(boxes, centerness, logits)
+        return DecodedHead(boxes, centerness, logits)
