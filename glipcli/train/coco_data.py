@@ -38,6 +38,7 @@ from glipcli.io.coco import load_coco, write_json_atomic
 from glipcli.io.images import decode_or_reason, load_image
 from glipcli.io.prefetch import prefetch
 from glipcli.prompt import Prompt, PromptChunk, clean_name, encode_prompt, prompt_from_names
+from glipcli.selection import one_label_per_object
 from glipcli.train.synth import GroundingSample
 
 Span = tuple[int, int]
@@ -257,21 +258,15 @@ def _entries(
 
 
 def _one_label_per_object(anns: list[dict[str, Any]], iou: float) -> list[dict[str, Any]]:
-    """Highest score first, drop boxes overlapping a kept one by ``iou`` or more, whatever their class."""
-    kept: list[dict[str, Any]] = []
-    for ann in sorted(anns, key=lambda a: -a["score"]):
-        if all(_iou(ann["bbox"], other["bbox"]) < iou for other in kept):
-            kept.append(ann)
-    return kept
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    """IoU of two COCO [x, y, w, h] boxes."""
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    inter = max(w, 0.0) * max(h, 0.0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+    """Highest score first, drop boxes overlapping a kept one by ``iou`` or more, whatever their class
+    (the selection detection makes by default, without its fragment rule)."""
+    if not anns:
+        return anns
+    xywh = np.asarray([ann["bbox"] for ann in anns], dtype=np.float64)
+    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    scores = np.asarray([ann["score"] for ann in anns])
+    labels = np.asarray([ann["label"] for ann in anns])
+    return [anns[i] for i in one_label_per_object(xyxy, scores, labels, iou, inside=None)]
 
 
 def _few_shots(entries: list[_Entry], shots: int, categories: int, seed: int) -> list[_Entry]:
