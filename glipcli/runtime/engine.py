@@ -56,15 +56,6 @@ class InferenceEngine(Protocol):
 
     def encode_text(self, chunk: PromptChunk) -> np.ndarray: ...
 
-    def _stored_or_encoded(self, chunk: PromptChunk, key: str) -> np.ndarray:
-        features = self._store.get(key, len(chunk.input_ids)) if self._store else None
-        if features is None:
-            feed = {"input_ids": chunk.input_ids[None], "attention_mask": chunk.attention_mask[None]}
-            features = self._run("text", feed)[0][0]
-            if self._store:
-                self._store.put(key, features)
-        return features
-
     def backbone(self, images: np.ndarray) -> list[np.ndarray]: ...
 
     def head(self, levels: list[np.ndarray], text_features: np.ndarray, text_mask: np.ndarray) -> DecodedHead: ...
