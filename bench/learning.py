@@ -45,7 +45,7 @@ from glipcli.model.checkpoint import sha256_file
 from glipcli.prompt import parse_prompt, prompt_from_names
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import load_detection_data
-from glipcli.train.run import finetune, initial_weights
+from glipcli.train.finetune import finetune, initial_weights
 from glipcli.train.synth import HELD_OUT, TRAIN_COMBOS, write_detection_set
 from glipcli.train.trainer import TrainConfig
 from glipcli.train.tune import tune_prompt

@@ -71,7 +71,7 @@ def export(
     checkpoint = resolve_weights(weights or default_weights(config))
     # imports torch (seconds), so after the download: an offline export fails at once
     from glipcli.export.exporter import build_from_checkpoint, export_bundle
-    from glipcli.model.compact import round_for_export
+    from glipcli.model.rounding import round_for_export
 
     console.print(f"loading [bold]{checkpoint}[/] with config [bold]{config}[/]")
     model, source = build_from_checkpoint(config, checkpoint, str(bert_config) if bert_config else None)

@@ -229,14 +229,14 @@ def train(
     )
     model = None
     if data is None:
-        from glipcli.train.run import pretrain_synthetic
+        from glipcli.train.pretrain import pretrain_synthetic
 
         with _training_progress(cfg.steps, quiet) as on_step:
             weights = pretrain_synthetic(config or "glip-nano", out, cfg, resume=resume, on_step=on_step)
     else:
         from glipcli.tokenizer import build_tokenizer
         from glipcli.train.coco_data import load_detection_data, write_issues
-        from glipcli.train.run import finetune, initial_weights
+        from glipcli.train.finetune import finetune, initial_weights
 
         model, _ = initial_weights(init, config, prompt_tuning=mode == "prompt")
         tokenizer = build_tokenizer()

@@ -4,7 +4,7 @@ Initializers whose values fp16 represents exactly are stored as fp16 and cast ba
 the graph; 2-D tables whose rows are exactly k * 2^e with |k| <= 127 are stored as int8 plus a
 per-row scale and dequantised in the graph. The computation is unchanged bit for bit; ONNX
 Runtime folds the casts at load. Weights of official checkpoints are not representable and stay
-as they are; glip-nano's are rounded to be (glipcli.model.compact).
+as they are; glip-nano's are rounded to be (glipcli.model.rounding).
 """
 
 from __future__ import annotations

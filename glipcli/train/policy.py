@@ -128,7 +128,7 @@ def export_trained(
     """
     from glipcli.export.exporter import build_from_checkpoint, export_bundle
     from glipcli.model.checkpoint import sha256_file
-    from glipcli.model.compact import round_for_export
+    from glipcli.model.rounding import round_for_export
 
     if model is None:
         model, source = build_from_checkpoint(config or "glip-nano", weights)

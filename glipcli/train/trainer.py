@@ -30,6 +30,8 @@ from glipcli.train.data import Batch, SampleSource, TrainingSet, collate
 from glipcli.train.loss import LossConfig, glip_loss
 
 LAST = "last.pt"
+StepCallback = Callable[[int, dict[str, float]], None]
+"""Called after every optimiser step with its number and losses (a progress bar, a log)."""
 FINAL = "model.pth"
 PRECISIONS = ("fp32", "bf16")
 
@@ -277,7 +279,18 @@ class Trainer:
             "lr": self.cfg.lr * factor,
         }
 
-    def fit(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> Path:
+    def fit_new_or_resumed(self, resume: bool, on_step: StepCallback | None = None) -> Path:
+        """:meth:`fit` from ``last.pt`` when ``resume``; without it a run already in the folder is refused,
+        never overwritten."""
+        if resume:
+            self.resume()
+        elif (self.out_dir / LAST).exists():
+            raise ConfigError(
+                f"{self.out_dir} already holds a training run: pass --resume to continue it, or choose another --out"
+            )
+        return self.fit(on_step)
+
+    def fit(self, on_step: StepCallback | None = None) -> Path:
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ from glipcli.prompt import PromptChunk
 from glipcli.runtime.bundle import MANIFEST, Bundle, load_bundle, resolve_model, sha256_of
 from glipcli.tokenizer import load_tokenizer
 from glipcli.train.coco_data import DetectionSource, load_detection_data
-from glipcli.train.run import StepCallback, finetune, initial_weights
+from glipcli.train.finetune import StepCallback, finetune, initial_weights
 from glipcli.train.trainer import LAST, TrainConfig
 
 PROMPTS_DIR = "prompts"

@@ -185,7 +185,7 @@ def test_rounded_weights_are_stored_compactly_and_exactly(tiny_model, tiny_bundl
     """fp16-exact weights and int8-row word embeddings shrink the bundle without changing a bit."""
     import copy
 
-    from glipcli.model.compact import round_weights
+    from glipcli.model.rounding import round_weights
 
     model = copy.deepcopy(tiny_model)
     round_weights(model)
@@ -205,7 +205,7 @@ def test_compact_graph_expands_back_to_the_same_weights(tiny_model, tmp_path):
     from onnx import numpy_helper
 
     from glipcli.export.compact import expand_graph
-    from glipcli.model.compact import round_weights
+    from glipcli.model.rounding import round_weights
 
     model = copy.deepcopy(tiny_model)
     round_weights(model)

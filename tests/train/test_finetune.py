@@ -8,7 +8,7 @@ import torch
 from glipcli.errors import BundleError, CheckpointError, ConfigError
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import load_detection_data
-from glipcli.train.run import TUNABLE, finetune, initial_weights
+from glipcli.train.finetune import TUNABLE, finetune, initial_weights
 from glipcli.train.trainer import FINAL, LAST, TrainConfig
 from tests.conftest import tiny_config
 from tests.train.test_coco_data import ann, write_coco
@@ -57,7 +57,7 @@ def test_initial_weights_refuse_what_they_cannot_build(tmp_path, tiny_model, mon
     def no_bundle(name):
         raise BundleError(f"unknown model {name!r}")
 
-    monkeypatch.setattr("glipcli.train.run.resolve_model", no_bundle)  # as where no glip-nano bundle is installed
+    monkeypatch.setattr("glipcli.train.finetune.resolve_model", no_bundle)  # as where no glip-nano bundle is installed
     with pytest.raises(ConfigError, match="no released weights and no bundle"):
         initial_weights("glip-nano")
     with pytest.raises(CheckpointError, match="not found"):

@@ -15,11 +15,11 @@ from glipcli.api import Detector
 from glipcli.errors import BundleError, ConfigError
 from glipcli.export.exporter import export_bundle
 from glipcli.export.rebuild import MANIFEST_KEY, WEIGHTS_FILE, bundle_model
-from glipcli.model.compact import round_weights
 from glipcli.model.glip import build_model
+from glipcli.model.rounding import round_weights
 from glipcli.runtime.bundle import load_bundle
 from glipcli.tokenizer import load_tokenizer
-from glipcli.train.run import initial_weights
+from glipcli.train.finetune import initial_weights
 from glipcli.train.torch_engine import TorchEngine
 from tests.conftest import _randomise, tiny_config
 

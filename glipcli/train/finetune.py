@@ -1,11 +1,10 @@
-"""Training entry points the CLI calls: glip-nano pre-training on synthetic grounding data,
-and fine-tuning any GLIP on labelled detection data (gold, plus a teacher's pseudo-labels)."""
+"""Fine-tuning any GLIP on labelled detection data (gold, plus a teacher's pseudo-labels), from the
+weights :func:`initial_weights` finds: a checkpoint, a bundle or a preset's released checkpoint."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,55 +17,7 @@ from glipcli.model.glip import GLIP
 from glipcli.runtime.bundle import load_bundle, resolve_model
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import DetectionSource
-from glipcli.train.pretrained import init_token_projection, load_minilm
-from glipcli.train.synth import TRAIN_COMBOS, SyntheticGrounding, sample_captions
-from glipcli.train.trainer import LAST, TrainConfig, Trainer, initial_model
-
-StepCallback = Callable[[int, dict[str, float]], None]
-_MAX_PHRASES = 40  # phrases per detection prompt: up to 40 of the 56 trained names, as in long class lists
-_PROJECTION_CAPTIONS = 300  # captions whose tokens set the token projection's principal directions
-
-
-def pretrain_synthetic(
-    config: str | GLIPConfig,
-    out: Path,
-    train_cfg: TrainConfig,
-    *,
-    resume: bool = False,
-    on_step: StepCallback | None = None,
-) -> Path:
-    """Pre-train a GLIP from scratch (text encoder from MiniLM) on synthetic shapes.
-
-    Returns the final weights (``out/model.pth``) in the official checkpoint layout.
-    """
-    cfg = load_config(config) if isinstance(config, str) else config
-    if cfg.language.bert["hidden_size"] != 384 or cfg.language.bert["num_hidden_layers"] != 6:
-        raise ConfigError(
-            f"synthetic pre-training starts the text encoder from the 6-layer, 384-wide MiniLM; "
-            f"config {cfg.name!r} has a {cfg.language.bert['num_hidden_layers']}-layer, "
-            f"{cfg.language.bert['hidden_size']}-wide BERT"
-        )
-    if train_cfg.threads:  # the projection's SVD sums in a thread-dependent order: same threads, same bits
-        torch.set_num_threads(train_cfg.threads)
-    model = initial_model(cfg, train_cfg.seed)
-    load_minilm(model)
-    tokenizer = build_tokenizer()
-    captions = sample_captions(train_cfg.seed, _PROJECTION_CAPTIONS, TRAIN_COMBOS, max_phrases=_MAX_PHRASES)
-    init_token_projection(model, captions, tokenizer)
-    train_cfg = dataclasses.replace(train_cfg, freeze_token_projection=True)
-    source = SyntheticGrounding(
-        seed=train_cfg.seed,
-        length=train_cfg.steps * train_cfg.batch_size,
-        combos=TRAIN_COMBOS,
-        max_phrases=_MAX_PHRASES,
-    )
-    trainer = Trainer(model, source, tokenizer, train_cfg, out)
-    if resume:
-        trainer.resume()
-    elif (Path(out) / LAST).exists():
-        raise ConfigError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
-    return trainer.fit(on_step)
-
+from glipcli.train.trainer import StepCallback, TrainConfig, Trainer, initial_model
 
 TUNABLE = "rpn.tunable_linear.weight"
 
@@ -176,9 +127,4 @@ def finetune(
             "prompt tuning needs a model with rpn.tunable_linear: initial_weights(..., prompt_tuning=True)"
         )
     data = data.with_length(max(len(data), train_cfg.steps * train_cfg.batch_size))
-    trainer = Trainer(model, data, tokenizer or build_tokenizer(), train_cfg, out)
-    if resume:
-        trainer.resume()
-    elif (Path(out) / LAST).exists():
-        raise ConfigError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
-    return trainer.fit(on_step)
+    return Trainer(model, data, tokenizer or build_tokenizer(), train_cfg, out).fit_new_or_resumed(resume, on_step)
