@@ -33,7 +33,7 @@ from glipcli.io.images import decode_or_reason
 from glipcli.io.prefetch import prefetch
 from glipcli.metrics import Metrics, coco_metrics
 from glipcli.progress import EXIT_SKIPPED, ImageProgress, Skipped
-from glipcli.prompt import Prompt, clean_name, prompt_from_names
+from glipcli.prompt import Prompt, categories_named, prompt_from_names
 
 EVAL_MAX_DETECTIONS = 100
 
@@ -76,13 +76,10 @@ def category_prompt(categories: list[dict[str, Any]], prompt: Prompt | None) -> 
     ordered = sorted(categories, key=lambda c: c["id"])
     if prompt is None:
         return prompt_from_names([c["name"] for c in ordered]), [c["id"] for c in ordered]
-    by_name: dict[str, list[int]] = {}
-    for category in ordered:
-        for name in {_key(category["name"]), _key(clean_name(category["name"]))}:
-            by_name.setdefault(name, []).append(category["id"])
     ids: list[int] = []
-    for label in prompt.labels:
-        matches = by_name.get(_key(label.name), [])
+    for label, matches in zip(
+        prompt.labels, categories_named([label.name for label in prompt.labels], ordered), strict=True
+    ):
         if not matches:
             known = ", ".join(repr(c["name"]) for c in ordered[:10]) + (", ..." if len(ordered) > 10 else "")
             raise PromptError(
@@ -94,10 +91,6 @@ def category_prompt(categories: list[dict[str, Any]], prompt: Prompt | None) -> 
             raise PromptError(f"prompt class {label.name!r} names the same category as an earlier class")
         ids.append(matches[0])
     return prompt, ids
-
-
-def _key(name: str) -> str:
-    return " ".join(name.split()).casefold()
 
 
 def evaluate_folder(

@@ -175,6 +175,23 @@ def clean_name(name: str) -> str:
     return _normalise(_PARENTHESES.sub("", name).replace("_", " "))
 
 
+def name_key(name: str) -> str:
+    """How class names compare everywhere (prompts, thresholds, categories): spacing and case aside."""
+    return _normalise(name).casefold()
+
+
+def categories_named(names: Sequence[str], categories: Sequence[dict]) -> list[list[int]]:
+    """Per name, the ids of the COCO categories it names: those written the same way (spacing and
+    case aside), failing that those whose GLIP-cleaned name is its cleaned name. So "bow_(weapon)"
+    names one LVIS category and "bow" two; callers decide what none or several mean."""
+    written: dict[str, list[int]] = {}
+    cleaned: dict[str, list[int]] = {}
+    for category in categories:
+        written.setdefault(name_key(category["name"]), []).append(category["id"])
+        cleaned.setdefault(name_key(clean_name(category["name"])), []).append(category["id"])
+    return [written.get(name_key(name)) or cleaned.get(name_key(clean_name(name)), []) for name in names]
+
+
 def prompt_from_names(names: Sequence[str]) -> Prompt:
     """Dataset categories in id order (COCO, LVIS). Duplicates stay: label ids must match positions."""
     if isinstance(names, str):

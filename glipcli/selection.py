@@ -24,6 +24,7 @@ from typing import TypeVar
 import numpy as np
 
 from glipcli.errors import ConfigError
+from glipcli.prompt import name_key
 
 ONE_LABEL_IOU = 0.5
 """Boxes of any labels overlapping this much are one object; the best-scoring label is kept."""
@@ -78,20 +79,16 @@ def per_label_thresholds(names: Sequence[str], by_name: Mapping[str, float] | No
         return {}
     ids: dict[str, list[int]] = {}
     for label_id, name in enumerate(names, start=1):
-        ids.setdefault(_key(name), []).append(label_id)
+        ids.setdefault(name_key(name), []).append(label_id)
     result: dict[int, float] = {}
     for name, value in by_name.items():
-        matches = ids.get(_key(str(name)))
+        matches = ids.get(name_key(str(name)))
         if not matches:
             known = ", ".join(repr(n) for n in names[:8]) + (", ..." if len(names) > 8 else "")
             raise ConfigError(f"class threshold for {name!r}: the prompt has no such class (classes: {known})")
         for label_id in matches:
             result[label_id] = check_threshold(value, f"class threshold for {name!r}")
     return result
-
-
-def _key(name: str) -> str:
-    return " ".join(name.split()).casefold()
 
 
 def one_label_per_object(

@@ -397,3 +397,16 @@ def test_grounding_any_caption(tok, caption, data):
     except PromptError:
         return
     check_chunks(chunks, prompt, 64)
+
+
+def test_categories_named_prefers_the_name_as_written_then_glips_cleaning():
+    from glipcli.prompt import categories_named, name_key
+
+    lvis = [
+        {"id": 1, "name": "bow_(weapon)"},
+        {"id": 2, "name": "bow_(decorative_ribbon)"},
+        {"id": 3, "name": "Red  Circle"},
+    ]
+    named = categories_named(["bow_(weapon)", "BOW (weapon)", "bow", "red circle", "stingray"], lvis)
+    assert named == [[1], [1, 2], [1, 2], [3], []]  # "bow (weapon)" is not written as any: cleaned, it is "bow"
+    assert name_key("  Red\tCircle ") == "red circle"

@@ -37,7 +37,7 @@ from glipcli.errors import DataError
 from glipcli.io.coco import load_coco, write_json_atomic
 from glipcli.io.images import decode_or_reason, load_image
 from glipcli.io.prefetch import prefetch
-from glipcli.prompt import Prompt, PromptChunk, clean_name, encode_prompt, prompt_from_names
+from glipcli.prompt import Prompt, PromptChunk, categories_named, encode_prompt, prompt_from_names
 from glipcli.selection import one_label_per_object
 from glipcli.train.synth import GroundingSample
 
@@ -180,12 +180,13 @@ def load_detection_data(
     if pseudo is not None:
         pseudo = Path(pseudo)
         teacher = load_coco(pseudo)
-        by_name = {_key(c["name"]): label_of[c["id"]] for c in categories}
         pseudo_labels = {}
-        for c in teacher["categories"]:
-            if _key(c["name"]) not in by_name:
-                raise DataError(f"{pseudo}: pseudo-label category {c['name']!r} is not a category of {annotations}")
-            pseudo_labels[c["id"]] = by_name[_key(c["name"])]
+        named = categories_named([c["name"] for c in teacher["categories"]], categories)
+        for c, matches in zip(teacher["categories"], named, strict=True):
+            if len(matches) != 1:
+                what = "is not a category" if not matches else f"names {len(matches)} categories {matches}"
+                raise DataError(f"{pseudo}: pseudo-label category {c['name']!r} {what} of {annotations}")
+            pseudo_labels[c["id"]] = label_of[matches[0]]
         folder = Path(pseudo_images) if pseudo_images is not None else Path(images)
         entries += _entries(teacher, folder, pseudo_labels, pseudo_threshold, issues, pseudo_nms)
     _check_images(entries, annotations, workers)
@@ -207,10 +208,6 @@ class _Entry:
     size: tuple[int, int]  # (width, height) the annotations claim
     annotations: list[dict[str, Any]]
     pseudo: bool
-
-
-def _key(name: str) -> str:
-    return clean_name(name).casefold()
 
 
 def write_issues(source: DetectionSource, out: Path) -> Path | None:

@@ -183,3 +183,15 @@ def test_shots_keep_k_images_per_category(tmp_path):
     labels = sorted(int(image.labels[0]) for image in data.images)
     assert labels == [1, 1, 2, 2]
     assert {im.path.name for im in data.images} != {im.path.name for im in load(path, tmp_path, shots=2, seed=2).images}
+
+
+def test_pseudo_label_categories_are_matched_as_glip_eval_matches_prompts(tmp_path):
+    names = {1: "bow_(weapon)", 2: "bow_(decorative_ribbon)"}
+    gold = write_coco(tmp_path, {"a.png": (32, 32)}, [ann(1, 1, [0, 0, 8, 8])], names)
+    scored = [ann(1, 7, [1, 1, 9, 9], score=0.9)]
+    exact = write_coco(tmp_path / "t1", {"u.png": (32, 32)}, scored, {7: "Bow_(Decorative_Ribbon)"})
+    data = load(gold, tmp_path, pseudo=exact, pseudo_images=tmp_path / "t1" / "images")
+    np.testing.assert_array_equal(data.images[1].labels, [2])
+    vague = write_coco(tmp_path / "t2", {"u.png": (32, 32)}, scored, {7: "bow"})  # names both: refused
+    with pytest.raises(DataError, match="pseudo-label category 'bow' names 2 categories"):
+        load(gold, tmp_path, pseudo=vague, pseudo_images=tmp_path / "t2" / "images")
