@@ -1,8 +1,8 @@
 """Learning from labels on glip-nano (issues 9, 22): prompt tuning and teacher -> student.
 
 0. Prompt tuning of whole vocabularies (issue 22): the prompt of all 56 trained names, and of the
-   8 held-out names, tuned on K labelled images per name (`glip tune --shots K`); mAP@0.5 on fresh
-   images against the untuned model.
+   8 held-out names, tuned on K labelled images per name (`glip tune --shots K`, its targets: per
+   word for glip-nano; lr --vocab-lr); mAP@0.5 on fresh images against the untuned model.
 1. Prompt tuning: K = 1, 5, 10 labelled images of a held-out combination ("orange star", never
    drawn nor named in pre-training) tune its prompt (`glip tune`); AP on a fresh test set,
    against the zero-shot prompt and a hand-written attribute prompt.
@@ -89,11 +89,11 @@ def _only(annotations: Path, name: str) -> Path:
     return path
 
 
-def _tune_config(args: argparse.Namespace, steps: int, batch_size: int) -> TrainConfig:
+def _tune_config(args: argparse.Namespace, steps: int, batch_size: int, lr: float | None = None) -> TrainConfig:
     return TrainConfig(
         steps=steps,
         batch_size=batch_size,
-        lr=args.tune_lr,
+        lr=lr or args.tune_lr,
         warmup=max(1, steps // 10),
         weight_decay=0.25,
         seed=args.seed,
@@ -115,7 +115,7 @@ def vocabulary_tuning(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         console.print(rows, highlight=False)  # a long run shows its figures as they come
         for k in args.vocab_shots:
             start = time.perf_counter()
-            cfg = _tune_config(args, args.vocab_steps, 4)
+            cfg = _tune_config(args, args.vocab_steps, 4, args.vocab_lr)
             out = work / f"{group}-tuned-k{k}"
             result = tune_prompt(
                 args.bundle, args.weights, pool, pool.parent / "images", out, cfg, shots=k, overwrite=True
@@ -123,6 +123,7 @@ def vocabulary_tuning(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             rows[f"{group} ({len(combos)} names): tuned, K = {k}"] = {
                 **_eval_bundle(result.bundle.path, test, None, args.threads),
                 "images": len(result.data.images),
+                "targets": next(iter(result.bundle.prompts.values()))["targets"],
                 "seconds": round(time.perf_counter() - start, 1),
             }
             console.print(rows, highlight=False)
@@ -130,7 +131,7 @@ def vocabulary_tuning(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "test_images": args.vocab_test_images,
         "pool": args.vocab_pool,
         "steps": args.vocab_steps,
-        "lr": args.tune_lr,
+        "lr": args.vocab_lr,
         "rows": rows,
     }
 
@@ -254,6 +255,7 @@ def main() -> None:
     parser.add_argument("--vocab-pool", type=int, default=300, help="images to draw each vocabulary's shots from")
     parser.add_argument("--vocab-test-images", type=int, default=200)
     parser.add_argument("--vocab-steps", type=int, default=200)
+    parser.add_argument("--vocab-lr", type=float, default=1e-2, help="peak lr of the vocabularies' prompt tuning")
     parser.add_argument("--gold", type=int, default=8, help="gold images of the student")
     parser.add_argument("--unlabelled", type=int, default=64, help="images the teacher labels")
     parser.add_argument("--pseudo-threshold", type=float, default=0.4)

@@ -14,6 +14,11 @@ graph), the stored features carry only P - P0. A tuned bundle's graphs are its s
 tuning it again starts from the untuned model: the new caption is added (or replaces the same
 caption's features) and the other tuned prompts are kept.
 
+A box is grounded as the model scores a phrase (``targets``, :func:`default_targets`): glip-nano
+was pre-trained with per-word targets and scores a phrase by its words' geometric mean, so its
+prompt is tuned with per-word targets too ("red" in "red star" is positive for a red circle);
+official GLIPs are tuned with GLIP's phrase targets.
+
 The run checkpoints into a hidden folder beside ``out`` (``.NAME.tune-run``), which ``resume``
 continues after an interruption and which is removed once the tuned bundle is in place.
 """
