@@ -48,6 +48,10 @@ def test_quick_run_writes_the_expected_json(reduced_bundle, reference, tmp_path)
     speedup = size["speedup_vs_torch"]["ort"]
     torch_ms, ort_ms = size["timings"]["torch"], size["timings"]["ort"]
     assert speedup["all_graphs"] == pytest.approx(torch_ms["total_ms"] / ort_ms["total_ms"], rel=1e-2)
+    assert size["gemm_peak_gflops"] > 0
+    for graph in ("text", "backbone", "head"):  # FLOPs of this input over the median time
+        expected = size["gflop"][graph] / (ort_ms["ms"][graph] / 1e3)
+        assert size["achieved_gflops"]["ort"][graph] == pytest.approx(expected, rel=0.05, abs=0.1)
     head = size["ort_profile"]["head"]
     assert sum(v["share"] for v in head["by_op"].values()) <= 1.0 + 1e-6
     assert head["by_op"]["MatMul"]["ms"] > 0
