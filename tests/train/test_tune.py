@@ -140,6 +140,8 @@ def test_wrong_weights_and_outputs_are_refused(source, data, tmp_path, tiny_mode
     cfg = TrainConfig(**SETTINGS)
     with pytest.raises(CheckpointError, match="not the checkpoint"):
         tune_prompt(bundle, other, *data, tmp_path / "out", cfg)
+    with pytest.raises(ConfigError, match="unknown tuning targets 'letters'"):
+        tune_prompt(bundle, weights, *data, tmp_path / "out", cfg, targets="letters")
     with pytest.raises(ConfigError, match="source bundle"):
         tune_prompt(bundle, weights, *data, bundle, cfg)
     (tmp_path / "taken").mkdir()
