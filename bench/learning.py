@@ -36,12 +36,12 @@ from rich.console import Console
 from rich.table import Table
 
 from glipcli.api import Detector
+from glipcli.digests import sha256_file
 from glipcli.evaluation import evaluate_folder
 from glipcli.export.exporter import export_bundle
 from glipcli.io.coco import load_coco, write_json_atomic
 from glipcli.labelling.folder import label_folder
 from glipcli.metrics import Metrics
-from glipcli.model.checkpoint import sha256_file
 from glipcli.prompt import parse_prompt, prompt_from_names
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import load_detection_data

@@ -24,10 +24,11 @@ import numpy as np
 
 from bench import common
 from glipcli.api import Detector
+from glipcli.digests import sha256_file
 from glipcli.errors import BundleError
 from glipcli.io.images import load_image
 from glipcli.preprocess import prepare_image
-from glipcli.runtime.bundle import GRAPHS, MANIFEST, load_bundle, sha256_of
+from glipcli.runtime.bundle import GRAPHS, MANIFEST, load_bundle
 from glipcli.runtime.engine import Engine
 from glipcli.tokenizer import load_tokenizer
 
@@ -41,7 +42,7 @@ def int8_twin(fp32_dir: Path, out: Path) -> Path:
     from glipcli.export.int8 import to_int8
 
     manifest = json.loads((fp32_dir / MANIFEST).read_text())
-    origin = {g: manifest["graphs"][g]["sha256"] for g in GRAPHS} | {MANIFEST: sha256_of(fp32_dir / MANIFEST)}
+    origin = {g: manifest["graphs"][g]["sha256"] for g in GRAPHS} | {MANIFEST: sha256_file(fp32_dir / MANIFEST)}
     try:
         if json.loads((out / MANIFEST).read_text()).get("quantized_from") == origin:
             return out
@@ -58,7 +59,7 @@ def int8_twin(fp32_dir: Path, out: Path) -> Path:
         logging.disable(logging.NOTSET)
     for graph in GRAPHS:
         target = work / manifest["graphs"][graph]["file"]
-        manifest["graphs"][graph].update(sha256=sha256_of(target), bytes=target.stat().st_size)
+        manifest["graphs"][graph].update(sha256=sha256_file(target), bytes=target.stat().st_size)
     manifest.update(precision="int8", quantized_from=origin, name=f"{manifest['name']}-int8")
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)

@@ -23,6 +23,7 @@ import torch
 
 from glipcli import __version__
 from glipcli.config import GLIPConfig, InputConfig, load_config
+from glipcli.digests import sha256_file
 from glipcli.errors import BundleError, ExportError
 from glipcli.export import graphs as G
 from glipcli.export.compact import compact_graph
@@ -31,11 +32,11 @@ from glipcli.export.half import half_precision
 from glipcli.export.int8 import to_int8
 from glipcli.export.rebuild import MANIFEST_KEY, write_weights
 from glipcli.export.verify import VERIFY_PROMPT, Parity, sample_image, verify_graphs
-from glipcli.model.checkpoint import load_weights, read_state_dict, sha256_file
+from glipcli.model.checkpoint import load_weights, read_state_dict
 from glipcli.model.glip import GLIP, build_model
 from glipcli.preprocess import prepare_image
 from glipcli.prompt import encode_prompt, parse_prompt
-from glipcli.runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MIN_ORT_VERSION, sha256_of
+from glipcli.runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MIN_ORT_VERSION
 from glipcli.tokenizer import build_tokenizer, save_tokenizer
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -219,9 +220,9 @@ def _manifest(
         "preprocessing": dataclasses.asdict(cfg.input),
         "max_query_len": cfg.language.max_query_len,
         "strides": list(cfg.anchors.strides),
-        "graphs": {g: {"file": p.name, "sha256": sha256_of(p), "bytes": p.stat().st_size} for g, p in graphs.items()},
+        "graphs": {g: {"file": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size} for g, p in graphs.items()},
         "flops": flops,
-        "tokenizer": {"file": "tokenizer.json", "sha256": sha256_of(work / "tokenizer.json")},
+        "tokenizer": {"file": "tokenizer.json", "sha256": sha256_file(work / "tokenizer.json")},
         "parity": {k: (v.to_dict() if isinstance(v, Parity) else v) for k, v in parity.items()},
         "prompts": {},
     }

@@ -30,11 +30,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from glipcli.digests import sha256_file
 from glipcli.errors import BundleError, ExportError
 from glipcli.export.compact import stored_weights
 from glipcli.model.checkpoint import load_weights
 from glipcli.model.glip import GLIP, build_model
-from glipcli.runtime.bundle import Bundle, sha256_of
+from glipcli.runtime.bundle import Bundle
 
 WEIGHTS_FILE = "weights.safetensors"
 MANIFEST_KEY = "pytorch_weights"
@@ -86,7 +87,7 @@ def write_weights(model: GLIP, graphs: dict[str, Path], work: Path) -> dict[str,
         raise ExportError(f"the bundle's weights do not rebuild the model ({', '.join(wrong[:3])}); no bundle written")
     return {
         "file": WEIGHTS_FILE,
-        "sha256": sha256_of(path),
+        "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
         "from_graphs": len(index),
         "stored": len(stored),
@@ -122,7 +123,7 @@ def bundle_state_dict(bundle: Bundle) -> dict[str, torch.Tensor]:
     path = bundle.path / entry["file"]
     if not path.is_file():
         raise BundleError(f"bundle {bundle.path}: weights file {entry['file']} is missing")
-    if sha256_of(path) != entry["sha256"]:
+    if sha256_file(path) != entry["sha256"]:
         raise BundleError(f"bundle {bundle.path}: {entry['file']} does not match its sha256 (corrupted or tampered)")
     try:
         return _read(path, {g: bundle.graph_path(g) for g in bundle.manifest["graphs"]})

@@ -8,7 +8,6 @@ filled; extra training entries (optimizer, scheduler, model_ema, BERT position_i
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import warnings
@@ -18,19 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from glipcli.digests import sha256_file
 from glipcli.errors import CheckpointError
 
 # Keys a checkpoint may carry that no GLIP inference module uses.
 _IGNORED_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
 _IGNORED_PARTS = ("pooler.", "resizer.", "mlm_head.")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

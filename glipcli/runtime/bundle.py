@@ -7,7 +7,6 @@ Runtime too old for the graphs).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from glipcli.config import GLIPConfig
+from glipcli.digests import sha256_file
 from glipcli.errors import BundleError
 
 FORMAT = "glipcli-bundle"
@@ -26,14 +26,6 @@ GRAPHS = ("text", "backbone", "head")
 LEVELS = ("p3", "p4", "p5", "p6", "p7")
 """The backbone graph's outputs and the head graph's inputs: FPN levels, strides 8 to 128."""
 MIN_ORT_VERSION = "1.25"  # CPU DeformConv kernel and the opset-19 GridSample the graphs use
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 VERIFY_ENV = "GLIPCLI_VERIFY"
@@ -53,7 +45,7 @@ def verified_sha256(path: Path) -> str:
     is ``verified.json`` in the user cache; losing it only costs a hash.
     """
     if os.environ.get(VERIFY_ENV) == "full":
-        return sha256_of(path)
+        return sha256_file(path)
     path = path.resolve()
     stat = path.stat()
     signature = [stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns]
@@ -66,7 +58,7 @@ def verified_sha256(path: Path) -> str:
     record = records.get(str(path))
     if isinstance(record, list) and record[:4] == signature:
         return str(record[4])
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > RACY_NS:
         records.pop(str(path), None)
         records[str(path)] = [*signature, digest]

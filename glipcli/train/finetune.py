@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from glipcli.config import PRESETS, GLIPConfig, load_config
+from glipcli.digests import sha256_file
 from glipcli.errors import BundleError, CheckpointError, ConfigError
-from glipcli.model.checkpoint import load_weights, read_state_dict, sha256_file
+from glipcli.model.checkpoint import load_weights, read_state_dict
 from glipcli.model.glip import GLIP
 from glipcli.runtime.bundle import load_bundle, resolve_model
 from glipcli.tokenizer import build_tokenizer

@@ -126,8 +126,8 @@ def export_trained(
     ``model`` is the trained model when this process holds it (fine-tuning); else it is rebuilt from
     ``weights`` with ``config`` (pre-training: glip-nano unless told).
     """
+    from glipcli.digests import sha256_file
     from glipcli.export.exporter import build_from_checkpoint, export_bundle
-    from glipcli.model.checkpoint import sha256_file
     from glipcli.model.rounding import round_for_export
 
     if model is None:

@@ -41,13 +41,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from glipcli.digests import sha256_file
 from glipcli.errors import CheckpointError, ConfigError
 from glipcli.export.exporter import move_into_place
 from glipcli.io.images import load_image
-from glipcli.model.checkpoint import sha256_file
 from glipcli.model.glip import GLIP
 from glipcli.prompt import PromptChunk
-from glipcli.runtime.bundle import MANIFEST, Bundle, load_bundle, resolve_model, sha256_of
+from glipcli.runtime.bundle import MANIFEST, Bundle, load_bundle, resolve_model
 from glipcli.tokenizer import load_tokenizer
 from glipcli.train.coco_data import DetectionSource, Span, load_detection_data
 from glipcli.train.finetune import StepCallback, finetune, initial_weights
@@ -258,7 +258,7 @@ def write_tuned_bundle(
             relative = f"{PROMPTS_DIR}/{_slug(caption)}.npy"
             (work / PROMPTS_DIR).mkdir(exist_ok=True)
             np.save(work / relative, np.ascontiguousarray(array, dtype=np.float32))
-            entry = {"caption": caption, "file": relative, "sha256": sha256_of(work / relative)}
+            entry = {"caption": caption, "file": relative, "sha256": sha256_file(work / relative)}
             prompts[caption] = {**entry, "tokens": int(array.shape[0]), **(details or {})}
         manifest["prompts"] = prompts
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

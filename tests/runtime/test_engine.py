@@ -8,12 +8,13 @@ import shutil
 import numpy as np
 import pytest
 
+from glipcli.digests import sha256_file
 from glipcli.errors import BundleError
 from glipcli.postprocess import level_sizes
 from glipcli.preprocess import batch_images, prepare_image
 from glipcli.prompt import encode_prompt, parse_prompt
 from glipcli.runtime import engine as engine_module
-from glipcli.runtime.bundle import load_bundle, sha256_of
+from glipcli.runtime.bundle import load_bundle
 from glipcli.runtime.engine import Engine
 from glipcli.tokenizer import load_tokenizer
 
@@ -102,7 +103,7 @@ def _with_tuned_prompt(tiny_bundle, tmp_path, caption, features):
     shutil.copytree(tiny_bundle, target)
     np.save(target / "prompt0.npy", features)
     manifest = json.loads((target / "manifest.json").read_text())
-    entry = {"caption": caption, "file": "prompt0.npy", "sha256": sha256_of(target / "prompt0.npy")}
+    entry = {"caption": caption, "file": "prompt0.npy", "sha256": sha256_file(target / "prompt0.npy")}
     manifest["prompts"] = {"p0": entry}
     (target / "manifest.json").write_text(json.dumps(manifest))
     return load_bundle(target)

@@ -23,8 +23,8 @@ def settled(tiny_bundle, tmp_path, monkeypatch):
     copy = shutil.copytree(tiny_bundle, tmp_path / "tiny")
     time.sleep(bundle_module.RACY_NS / 1e9 + 0.1)
     hashed = []
-    real = bundle_module.sha256_of
-    monkeypatch.setattr(bundle_module, "sha256_of", lambda path: hashed.append(path.name) or real(path))
+    real = bundle_module.sha256_file
+    monkeypatch.setattr(bundle_module, "sha256_file", lambda path: hashed.append(path.name) or real(path))
     return copy, hashed
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from glipcli.api import Detector
+from glipcli.digests import sha256_file
 from glipcli.errors import CheckpointError, ConfigError
-from glipcli.model.checkpoint import sha256_file
 from glipcli.prompt import encode_prompt, parse_prompt
 from glipcli.runtime.bundle import load_bundle
 from glipcli.runtime.engine import Engine
