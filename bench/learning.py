@@ -36,12 +36,12 @@ from rich.console import Console
 from rich.table import Table
 
 from glipcli.api import Detector
-from glipcli.digests import sha256_file
 from glipcli.evaluation import evaluate_folder
 from glipcli.export.exporter import export_bundle
 from glipcli.io.coco import load_coco, write_json_atomic
 from glipcli.labelling.folder import label_folder
 from glipcli.metrics import Metrics
+from glipcli.model.checkpoint import checkpoint_source
 from glipcli.prompt import parse_prompt, prompt_from_names
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import load_detection_data
@@ -210,7 +210,7 @@ def teacher_student(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     teacher = args.bundle
     if args.teacher == "gold":
         teacher = work / "teacher"
-        source = {"checkpoint": weights.name, "sha256": sha256_file(weights), "config": model.cfg.name}
+        source = checkpoint_source(weights, model.cfg.name)
         export_bundle(model.eval(), teacher, name="teacher", source=source, overwrite=True)
     pseudo = work / "ts-pseudo.json"
     names = prompt_from_names([" ".join(c) for c in task])

@@ -32,7 +32,7 @@ from glipcli.export.half import half_precision
 from glipcli.export.int8 import to_int8
 from glipcli.export.rebuild import MANIFEST_KEY, write_weights
 from glipcli.export.verify import VERIFY_PROMPT, Parity, sample_image, verify_graphs
-from glipcli.model.checkpoint import load_weights, read_state_dict
+from glipcli.model.checkpoint import checkpoint_source, load_weights, read_state_dict
 from glipcli.model.glip import GLIP, build_model
 from glipcli.preprocess import prepare_image
 from glipcli.prompt import encode_prompt, parse_prompt
@@ -247,5 +247,5 @@ def build_from_checkpoint(config: str, weights: Path, bert_config: str | None = 
     cfg = load_config(config, bert_config)
     model = build_model(cfg)
     load_weights(model, read_state_dict(weights), source=f"checkpoint {weights}")
-    source = {"checkpoint": Path(weights).name, "sha256": sha256_file(weights), "config": str(config)}
+    source = checkpoint_source(weights, str(config))
     return model.eval(), source

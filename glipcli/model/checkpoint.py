@@ -25,6 +25,12 @@ _IGNORED_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
 _IGNORED_PARTS = ("pooler.", "resizer.", "mlm_head.")
 
 
+def checkpoint_source(path: str | Path, config: str) -> dict[str, str]:
+    """The manifest's ``source`` for a model read from the checkpoint at ``path``: what tuning
+    later checks a ``--weights`` file against (glipcli.train.tune)."""
+    return {"checkpoint": Path(path).name, "sha256": sha256_file(path), "config": config}
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The model state dict inside a checkpoint file, float tensors cast to fp32."""
     path = Path(path)

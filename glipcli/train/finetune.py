@@ -11,9 +11,8 @@ from typing import Any
 import torch
 
 from glipcli.config import PRESETS, GLIPConfig, load_config
-from glipcli.digests import sha256_file
 from glipcli.errors import BundleError, CheckpointError, ConfigError
-from glipcli.model.checkpoint import load_weights, read_state_dict
+from glipcli.model.checkpoint import checkpoint_source, load_weights, read_state_dict
 from glipcli.model.glip import GLIP
 from glipcli.runtime.bundle import load_bundle, resolve_model
 from glipcli.tokenizer import build_tokenizer
@@ -63,7 +62,7 @@ def initial_weights(
     if cfg.head.prompt_tuning and TUNABLE not in state:
         state[TUNABLE] = torch.zeros_like(model.rpn.tunable_linear.weight)
     load_weights(model, state, source=f"checkpoint {path}")
-    return model, {"checkpoint": path.name, "sha256": sha256_file(path), "config": cfg.name}
+    return model, checkpoint_source(path, cfg.name)
 
 
 def _bundle_path(spec: str) -> Path | None:

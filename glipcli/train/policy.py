@@ -126,14 +126,14 @@ def export_trained(
     ``model`` is the trained model when this process holds it (fine-tuning); else it is rebuilt from
     ``weights`` with ``config`` (pre-training: glip-nano unless told).
     """
-    from glipcli.digests import sha256_file
     from glipcli.export.exporter import build_from_checkpoint, export_bundle
+    from glipcli.model.checkpoint import checkpoint_source
     from glipcli.model.rounding import round_for_export
 
     if model is None:
         model, source = build_from_checkpoint(config or "glip-nano", weights)
     else:
-        source = {"checkpoint": weights.name, "sha256": sha256_file(weights), "config": model.cfg.name}
+        source = checkpoint_source(weights, model.cfg.name)
     if compact:
         source = round_for_export(model, source)
     return export_bundle(model.eval(), out, name=model.cfg.name, source=source, log=log)
