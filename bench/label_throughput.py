@@ -37,9 +37,9 @@ COMBOS = [("red", "circle"), ("blue", "square"), ("yellow", "triangle"), ("green
 
 def random_bundle(config: str, out: Path) -> Path:
     """A bundle of ``config`` with random weights (torch is imported only here)."""
-    from glipcli.config import preset
     from glipcli.export.exporter import export_bundle
     from glipcli.model.glip import build_model
+    from glipcli.presets import preset
 
     model = build_model(preset(config)).eval()
     source = {"checkpoint": f"random {config}", "sha256": "0" * 64}

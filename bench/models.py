@@ -46,9 +46,9 @@ def build(name: str, reference: Path | None = None) -> GLIP:
     """The eager model of ``name`` in eval mode, weights loaded (torch is imported here only)."""
     import torch
 
-    from glipcli.config import preset
     from glipcli.export.exporter import build_from_checkpoint
     from glipcli.model.glip import build_model
+    from glipcli.presets import preset
 
     if name == "reduced":
         ref = reference_dir(reference)

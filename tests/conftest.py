@@ -110,9 +110,9 @@ def tiny_bundle(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def reduced_model(reference):
-    from glipcli.config import load_config
     from glipcli.model.checkpoint import load_checkpoint
     from glipcli.model.glip import build_model
+    from glipcli.presets import load_config
 
     model = build_model(load_config(reference / "config_reduced.yaml"))
     load_checkpoint(model, reference / "reduced.pth")

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from glipcli.config import PRESETS, GLIPConfig, load_config, preset
+from glipcli.config import GLIPConfig
 from glipcli.errors import ConfigError
 from glipcli.model.glip import build_model
+from glipcli.presets import PRESETS, load_config, preset
 
 OFFICIAL_GLIP_T_YAML = """
 MODEL:

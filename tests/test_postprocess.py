@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from glipcli.config import PostprocessConfig, load_config
+from glipcli.config import PostprocessConfig
 from glipcli.errors import ConfigError
 from glipcli.postprocess import (
     RawDetections,
@@ -20,6 +20,7 @@ from glipcli.postprocess import (
     rescale_boxes,
     select_candidates,
 )
+from glipcli.presets import load_config
 from tests.conftest import needs_reference
 
 BIG = 30.0  # a centerness logit whose float32 sigmoid is exactly 1

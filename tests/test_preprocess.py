@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glipcli.config import InputConfig, load_config
+from glipcli.config import InputConfig
 from glipcli.errors import ImageError
 from glipcli.preprocess import batch_images, prepare_image, resized_size
+from glipcli.presets import load_config
 from tests.conftest import needs_reference
 
 

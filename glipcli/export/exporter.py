@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from glipcli import __version__
-from glipcli.config import GLIPConfig, InputConfig, load_config
+from glipcli.config import GLIPConfig, InputConfig
 from glipcli.digests import sha256_file
 from glipcli.errors import BundleError, ExportError
 from glipcli.export import graphs as G
@@ -35,6 +35,7 @@ from glipcli.export.verify import VERIFY_PROMPT, Parity, sample_image, verify_gr
 from glipcli.model.checkpoint import checkpoint_source, load_weights, read_state_dict
 from glipcli.model.glip import GLIP, build_model
 from glipcli.preprocess import prepare_image
+from glipcli.presets import load_config
 from glipcli.prompt import encode_prompt, parse_prompt
 from glipcli.runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MIN_ORT_VERSION
 from glipcli.tokenizer import build_tokenizer, save_tokenizer

@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from glipcli.config import HF_REPO, PRESETS
 from glipcli.errors import CheckpointError, ConfigError
+from glipcli.presets import HF_REPO, PRESETS
 
 HF_SCHEME = "hf://"
 HUB_TIMEOUT = 3.0  # seconds to open a connection to the hub before calling it unreachable

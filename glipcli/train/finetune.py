@@ -10,10 +10,11 @@ from typing import Any
 
 import torch
 
-from glipcli.config import PRESETS, GLIPConfig, load_config
+from glipcli.config import GLIPConfig
 from glipcli.errors import BundleError, CheckpointError, ConfigError
 from glipcli.model.checkpoint import checkpoint_source, load_weights, read_state_dict
 from glipcli.model.glip import GLIP
+from glipcli.presets import PRESETS, load_config
 from glipcli.runtime.bundle import load_bundle, resolve_model
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import DetectionSource

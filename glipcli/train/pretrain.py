@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-from glipcli.config import GLIPConfig, load_config
+from glipcli.config import GLIPConfig
 from glipcli.errors import ConfigError
+from glipcli.presets import load_config
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.pretrained import init_token_projection, load_minilm
 from glipcli.train.synth import TRAIN_COMBOS, SyntheticGrounding, sample_captions

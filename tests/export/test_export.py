@@ -164,8 +164,8 @@ def test_glip_t_sized_random_checkpoint_exports(tmp_path):
 
     import torch
 
-    from glipcli.config import preset
     from glipcli.model.glip import build_model
+    from glipcli.presets import preset
 
     model = build_model(preset("glip-t"))
     ckpt = tmp_path / "glip_t_random.pth"

@@ -132,7 +132,7 @@ def test_non_tensor_entries_are_refused(tmp_path, tiny_state):
 @pytest.mark.slow
 def test_glip_t_sized_checkpoint_builds_loads_and_runs(tmp_path):
     """GLIP-T size: a random checkpoint in the official format loads and runs one forward on CPU."""
-    from glipcli.config import preset
+    from glipcli.presets import preset
 
     model = build_model(preset("glip-t"))
     path = tmp_path / "glip_t.pth"

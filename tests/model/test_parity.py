@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from glipcli.config import load_config, preset
 from glipcli.model.bert_layer import BertEncoderLayer
 from glipcli.model.checkpoint import load_checkpoint
 from glipcli.model.dyhead import DyConv
 from glipcli.model.fusion import VLFuse
 from glipcli.model.glip import build_model
+from glipcli.presets import load_config, preset
 from tests.conftest import needs_reference
 
 

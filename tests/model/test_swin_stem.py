@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from glipcli.config import PRESETS, GLIPConfig, SwinConfig, preset
+from glipcli.config import GLIPConfig, SwinConfig
 from glipcli.model.swin import SwinTransformer
+from glipcli.presets import PRESETS, preset
 
 
 @pytest.mark.parametrize("hw", [(64, 96), (61, 99), (33, 35)])
