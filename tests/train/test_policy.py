@@ -39,9 +39,10 @@ def test_fine_tuning_defaults_per_mode_and_given_options_win(mode, trainable):
     assert (given.steps, given.batch_size, given.lr, given.precision, given.warmup) == (50, 2, 0.01, "bf16", 5)
 
 
-def test_tuning_is_prompt_tuning_with_glips_recipe():
+def test_tuning_is_prompt_tuning_with_glips_recipe_at_a_fifth_of_its_rate():
     cfg = tune_config(steps=100)
-    assert (cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup) == (100, 4, DEFAULT_LR["prompt"], 10)
+    assert (cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup) == (100, 4, 0.01, 10)
+    assert DEFAULT_LR["prompt"] == 0.05  # glip train --mode prompt keeps GLIP's rate
     assert (cfg.trainable, cfg.weight_decay, cfg.checkpoint_every) == ("prompt", PROMPT_WEIGHT_DECAY, 50)
 
 
