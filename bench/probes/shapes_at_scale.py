@@ -28,7 +28,9 @@ detection scale, probed", has the table with bench.probes.step_cost's whole-mode
 right overall / under 24 px: stock 0.212 / 0.17 (seed 1: 0.217 / 0.17); stem16-32 0.247 / 0.21
 (seed 1: 0.256 / 0.23); stem8-16 0.244 / 0.20; depth2-2 0.163 / 0.16; embed48 0.159 / 0.18;
 side512 0.148 / 0.14; c3_box 0.164 / 0.16; c2_box 0.149 / 0.15; head 0.131 / 0.13; lr3e-3 0.173 /
-0.14; lr3e-4 0.182 / 0.18. Only the conv stems beat the patch embedding at equal time.
+0.14; lr3e-4 0.182 / 0.18. At 120 CPU-seconds (--seed 2 --evals 4): stock 0.263 / 0.23, stem16-32
+0.339 / 0.31, stem8-16 0.364 / 0.26, c3_box 0.277 / 0.23, head 0.197 / 0.19, side512 0.175 / 0.17,
+depth2-2 0.170 / 0.16. Only the conv stems beat the patch embedding at equal time.
 """
 
 from __future__ import annotations
