@@ -156,8 +156,8 @@ class PatchEmbed(nn.Module):
     way. The conv stem (``stem_channels``, Xiao et al. 2021) sees each pixel with its neighbours
     before any attention: in a probe of glip-nano's stride-8 features, the shape of objects at
     detection scale stayed at chance with 4x4 linear patches (0.17 of 8 classes after 65,000
-    windows) and reached 0.34 with the stem. Trained as glip-nano in the same time it scored lower
-    (docs/glip-nano.md), so no preset uses it yet.
+    windows) and reached 0.34 with the stem. Trained as glip-nano for 10,000 steps (a run slowed by
+    other work on the machine) it scored lower (docs/glip-nano.md), so no preset uses it yet.
     """
 
     def __init__(self, patch: int, dim: int, stem_channels: tuple[int, ...] = ()) -> None:

@@ -18,8 +18,9 @@ same loss per step; the minutes it saved went to more steps: 13,000 steps of 2 i
 scored 0.661 on the validation set against 9,800 steps in float32 (86 minutes) 0.620, the best
 label's shape right for 0.74 of the objects against 0.68.
 A convolutional stem in place of the 4x4 patch embedding (``SwinConfig.stem_channels=(16, 32)``)
-made a step about 1.5x slower, so 10,000 steps filled a run (99 minutes on a loaded machine); the
-model scored mAP@0.5 0.630 / 0.837 / 0.721 on the test sets (trained / held-out / examples) against
+ran 10,000 steps in 99 minutes with other work on the machine (0.59 s a step against the shipped
+run's 0.37; an interleaved measurement of the step alone later gave 1.01x, bench/probes/step_cost.py,
+so the load, not the stem, made it slow); the model scored mAP@0.5 0.630 / 0.837 / 0.721 on the test sets (trained / held-out / examples) against
 the shipped model's 0.659 / 0.883 / 0.904, so the recipe keeps GLIP's patch embedding.
 Also tried and worse: resizing as at inference (short side 352-416, long side up to 768) and training on
 random 384 x 384 windows, which fills the canvas with picture, scored mAP@0.5 0.359 on the
