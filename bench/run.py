@@ -99,7 +99,7 @@ class Plan:
         self.vocab_classes = args.vocab_classes or (300 if quick else 1203)
         self.fp16 = not quick
         self.startup_rounds = 5 if quick else 9
-        self.label_images, self.label_repeats = (12, 2) if quick else (48, 3)
+        self.label_images, self.label_repeats = (16, 5) if quick else (48, 7)
 
 
 class Runner:

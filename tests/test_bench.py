@@ -205,3 +205,13 @@ def test_nano_map_compares_fp32_and_int8_on_a_coco_folder(tiny_bundle, tmp_path)
     assert fp32["images"] == int8["images"] == 3
     assert set(result["map_change"]) == {"mAP", "mAP50", "mAP75"}
     assert result["map_change"]["mAP50"] == pytest.approx(int8["mAP50"] - fp32["mAP50"], abs=1e-4)
+
+
+def test_label_throughput_ratio_is_the_median_of_back_to_back_rounds(tiny_bundle):
+    from bench import label_throughput
+
+    result = label_throughput.measure(tiny_bundle, images=3, repeats=3, threads=1)
+    rounds = result["ratio_per_round"]
+    assert len(rounds) == 3 and all(r > 0 for r in rounds)
+    assert result["ratio"] == pytest.approx(sorted(rounds)[1], abs=1e-3)
+    assert result["images"] == 3 and result["end_to_end_images_per_s"] > 0 and result["model_only_images_per_s"] > 0
