@@ -108,6 +108,15 @@ def test_batch_pads_to_largest_image():
     assert batch_images([small, large], 0).shape == (2, 3, 40, 90)
 
 
+def test_one_image_batch_is_its_padded_tensor_as_is():
+    cfg = InputConfig(min_size=40, max_size=0, size_divisibility=32)
+    image = prepare_image(_solid(40, 50, (10, 200, 30)), cfg)
+    one = batch_images([image], 32)
+    assert one.shape == (1, 3, 64, 64) and np.shares_memory(one, image.tensor)
+    np.testing.assert_array_equal(one, batch_images([image, image], 32)[:1])  # the copying path's bits
+    assert batch_images([image], 0).shape == (1, 3, 40, 50)  # another divisibility: padded anew
+
+
 @pytest.mark.parametrize(
     "bad",
     [
