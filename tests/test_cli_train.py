@@ -158,12 +158,15 @@ def test_pretraining_glip_nano_starts_from_minilm_and_the_principal_projection(t
 def test_pretraining_defaults_are_the_glip_nano_recipe_and_flags_override_them(tmp_path):
     """The README's one command must train the shipped model: the recipe's values, not the
     fine-tuning defaults, reach the trainer; --batch-size and --lr still win."""
+    from glipcli.train.policy import native_bf16
     from glipcli.train.recipe import NANO_PRETRAIN
 
     result = invoke("train", "--config", "glip-nano", "--out", tmp_path / "r", "--steps", "1", "--threads", "1", "-q")
     assert result.exit_code == 0, result.output
     stored = torch.load(tmp_path / "r" / "last.pt", weights_only=True)["train_config"]
-    assert {k: stored[k] for k in NANO_PRETRAIN} == {**NANO_PRETRAIN, "steps": 1}
+    recipe = {**NANO_PRETRAIN, "steps": 1, "precision": "bf16" if native_bf16() else "fp32"}
+    assert {k: stored[k] for k in NANO_PRETRAIN} == recipe
+    assert ("no native bfloat16" in result.output) != native_bf16()
     result = invoke(
         "train", "--config", "glip-nano", "--out", tmp_path / "o", *FAST, "--lr", "0.002", "--precision", "fp32"
     )

@@ -162,8 +162,9 @@ def train(
         str | None,
         typer.Option(
             "--precision",
-            help=f"fp32, or bf16 (forward pass under bfloat16 autocast; fast on CPUs with AVX512-BF16). "
-            f"Default: {NANO_PRETRAIN['precision']} (glip-nano recipe); fine-tuning {FINETUNE['precision']}.",
+            help=f"fp32, or bf16 (forward pass under bfloat16 autocast; fast only on CPUs with AVX512-BF16 or "
+            f"AMX, emulated and about 5x slower elsewhere). Default: {NANO_PRETRAIN['precision']} (glip-nano "
+            f"recipe) where the CPU has it, else fp32; fine-tuning {FINETUNE['precision']}.",
         ),
     ] = None,
     resume: Annotated[
@@ -227,6 +228,8 @@ def train(
         seed=seed,
         threads=threads,
     )
+    if precision is None and cfg.precision != (FINETUNE if data else NANO_PRETRAIN)["precision"]:
+        console.print(f"this CPU has no native bfloat16: training in {cfg.precision} (bf16 would be emulated, ~5x slower)")
     model = None
     if data is None:
         from glipcli.train.pretrain import pretrain_synthetic
