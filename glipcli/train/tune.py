@@ -195,6 +195,7 @@ def tune_prompt(
         seed=train_cfg.seed,
         workers=workers,
     )
+    _check_run_identity(run, bundle, annotations, shots, targets, resume)
     if targets == "words":
         data = WordTargets(data)
     if on_data:
@@ -218,6 +219,32 @@ def tune_prompt(
     tuned = write_tuned_bundle(bundle, features, out, name=name, details=details, overwrite=overwrite)
     shutil.rmtree(run, ignore_errors=True)
     return TuneResult(tuned, torch_model, data)
+
+
+RUN_IDENTITY = "tuning.json"
+
+
+def _check_run_identity(
+    run: Path, bundle: Bundle, annotations: str | Path, shots: int | None, targets: str, resume: bool
+) -> None:
+    """What the tuning run learns from beyond its TrainConfig (which the trainer checks): the model, the
+    data, the shots and the targets. A fresh run records them; a resumed one must match, or the offset
+    it continues would be half one run and half another."""
+    identity = {
+        "model": bundle.manifest.get("source", {}).get("sha256") or bundle.name,
+        "data_sha256": sha256_file(Path(annotations)),
+        "shots": shots,
+        "targets": targets,
+    }
+    path = run / RUN_IDENTITY
+    if resume and path.is_file():
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in identity if recorded.get(k) != identity[k])
+        if changed:
+            raise ConfigError(f"{run} was tuned with other {', '.join(changed)}: resume with the same ones or delete it")
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(identity, indent=2) + "\n", encoding="utf-8")
 
 
 def _check_out(out: Path, bundle: Bundle, overwrite: bool) -> Path:

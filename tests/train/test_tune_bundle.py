@@ -68,6 +68,26 @@ def test_an_interrupted_tuning_resumes_to_the_same_result(uninterrupted, tiny_bu
     assert torch.equal(resumed.model.rpn.tunable_linear.weight, uninterrupted.model.rpn.tunable_linear.weight)
 
 
+def test_a_resumed_tuning_must_learn_from_the_same_targets_shots_and_data(tiny_bundle, data, tmp_path):
+    out = tmp_path / "tuned"
+
+    def stop(step, _metrics):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune_prompt(tiny_bundle, None, *data, out, TrainConfig(**SETTINGS), targets="phrases", on_step=stop)
+    for given, changed in (({"targets": "words"}, "targets"), ({"targets": "phrases", "shots": 1}, "shots")):
+        with pytest.raises(ConfigError, match=f"tuned with other {changed}: resume with the same"):
+            tune_prompt(tiny_bundle, None, *data, out, TrainConfig(**SETTINGS), resume=True, **given)
+    other = tmp_path / "other.json"
+    other.write_text(data[0].read_text().replace('"cat"', '"kitten"'))
+    with pytest.raises(ConfigError, match="other data_sha256"):
+        tune_prompt(tiny_bundle, None, other, data[1], out, TrainConfig(**SETTINGS), resume=True, targets="phrases")
+    resumed = tune_prompt(tiny_bundle, None, *data, out, TrainConfig(**SETTINGS), resume=True, targets="phrases")
+    assert resumed.bundle.prompts and not run_folder(out).exists()
+
+
 def test_a_tuned_bundle_tunes_again_from_its_untuned_model(uninterrupted, data, tmp_path):
     annotations = [ann(1, 1, [4, 4, 30, 20]), ann(2, 1, [10, 8, 20, 30])]
     birds = write_coco(tmp_path, {"a.png": (64, 48), "b.png": (72, 64)}, annotations, {1: "bird"}, name="birds.json")
