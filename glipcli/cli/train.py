@@ -229,7 +229,8 @@ def train(
         threads=threads,
     )
     if precision is None and cfg.precision != (FINETUNE if data else NANO_PRETRAIN)["precision"]:
-        console.print(f"this CPU has no native bfloat16: training in {cfg.precision} (bf16 would be emulated, ~5x slower)")
+        note = "bf16 would be emulated, ~5x slower"
+        console.print(f"this CPU has no native bfloat16: training in {cfg.precision} ({note})")
     model = None
     if data is None:
         from glipcli.train.pretrain import pretrain_synthetic

@@ -241,7 +241,8 @@ def _check_run_identity(
         recorded = json.loads(path.read_text(encoding="utf-8"))
         changed = sorted(k for k in identity if recorded.get(k) != identity[k])
         if changed:
-            raise ConfigError(f"{run} was tuned with other {', '.join(changed)}: resume with the same ones or delete it")
+            what = ", ".join(changed)
+            raise ConfigError(f"{run} was tuned with other {what}: resume with the same ones or delete it")
         return
     run.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(identity, indent=2) + "\n", encoding="utf-8")
