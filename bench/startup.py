@@ -32,7 +32,7 @@ FLOOR = [sys.executable, "-c", "import numpy, onnxruntime, cv2"]
 
 def detect_command(model: str, out: Path, prompt: str = PROMPT) -> list[str]:
     """``glip detect`` as the console script runs it (same interpreter, no shell)."""
-    script = "import sys; from glipcli.cli import app; sys.argv[0] = 'glip'; app()"
+    script = "import sys; from glipcli.cli import run; sys.argv[0] = 'glip'; run()"
     return [sys.executable, "-c", script, "detect", str(IMAGE), prompt, "-m", model, "--json", str(out), "-q"]
 
 

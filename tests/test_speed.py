@@ -83,9 +83,9 @@ def test_detect_json_does_not_import_supervision(tiny_bundle, img, tmp_path, cac
     out = tmp_path / "x.json"
     argv = ["glip", "detect", str(img), PROMPT, "-m", str(tiny_bundle), "--json", str(out), "-q"]
     code = (
-        "import sys; from glipcli.cli import app\n"
+        "import sys; from glipcli.cli import run\n"
         f"sys.argv = {argv!r}\n"
-        "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "try:\n    run()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "assert 'supervision' not in sys.modules, 'supervision was imported'\n"
     )
     env = {**os.environ, "GLIPCLI_HOME": str(cache_home)}
