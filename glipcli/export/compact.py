@@ -5,6 +5,13 @@ the graph; 2-D tables whose rows are exactly k * 2^e with |k| <= 127 are stored 
 per-row scale and dequantised in the graph. The computation is unchanged bit for bit; ONNX
 Runtime folds the casts at load. Weights of official checkpoints are not representable and stay
 as they are; glip-nano's are rounded to be (glipcli.model.rounding).
+
+An int8 table's scale is applied where it costs least (:func:`_scale_after_use`): a word-embedding
+table is gathered as int8 and only the prompt's rows are scaled, and a MatMul multiplies by the
+int8 values and scales its output's columns. The scales are powers of two, so both are exact, and
+neither the unoptimised session (which would otherwise expand 22M values on every run: glip-nano's
+text graph ran in 0.095 s instead of 0.02) nor the optimiser (which folded the expanded table into
+a 90 MB graph, 0.48 s to load instead of 0.12) pays for the whole table.
 """
 
 from __future__ import annotations
@@ -84,13 +91,99 @@ def compact_graph(path: Path) -> int:
     graph.initializer.extend(kept)
     for node in reversed(nodes):
         graph.node.insert(0, node)
+    _scale_after_use(graph)
     onnx.save(model, str(path))
     return before - path.stat().st_size
 
 
+ROWS = ("__rows_q", "__rows_s", "__rows_cast", "__rows_mul")  # a gather of int8 rows, then their scales
+SCALE_AFTER = "__scale_after"  # the Mul scaling a MatMul's output by the columns' scales
+
+
+def _scale_after_use(graph: onnx.GraphProto) -> None:
+    """Move each int8 table's scale past its only user where that is exact and cheaper:
+    ``Gather(q * s, ids)`` -> ``Gather(q, ids) * Gather(s, ids)`` for per-row scales, and
+    ``MatMul(x, q * s)`` -> ``MatMul(x, q) * s`` for per-column scales (powers of two)."""
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    dims = {init.name: list(init.dims) for init in graph.initializer}
+    for mul in [n for n in graph.node if n.name.endswith("__scale_mul")]:
+        weight, scale = mul.output[0], mul.input[1]
+        base = mul.name[: -len("__scale_mul")]
+        if len(users.get(weight, [])) != 1 or weight in {o.name for o in graph.output}:
+            continue
+        (user,) = users[weight]
+        index = list(graph.node).index(user)
+        int8, as_float = f"{base}__int8", mul.input[0]
+        if user.op_type == "Gather" and user.input[0] == weight and _axis(user) == 0 and dims[scale][1] == 1:
+            ids, out = user.input[1], user.output[0]
+            rows = [
+                helper.make_node(
+                    "Gather", [int8, ids], [f"{base}__qrows"], axis=0, name=base + ROWS[0], doc_string=user.name
+                ),
+                helper.make_node("Gather", [scale, ids], [f"{base}__srows"], axis=0, name=base + ROWS[1]),
+                helper.make_node(
+                    "Cast", [f"{base}__qrows"], [f"{base}__frows"], to=TensorProto.FLOAT, name=base + ROWS[2]
+                ),
+                helper.make_node("Mul", [f"{base}__frows", f"{base}__srows"], [out], name=base + ROWS[3]),
+            ]
+            cast = next(n for n in graph.node if n.output and n.output[0] == as_float)
+            for node in (user, mul, cast):
+                graph.node.remove(node)
+            for offset, node in enumerate(rows):
+                graph.node.insert(index - 2 + offset, node)  # where the Gather was (two nodes before it went)
+        elif user.op_type == "MatMul" and user.input[1] == weight and dims[scale][0] == 1:
+            out = user.output[0]
+            user.input[1], user.output[0] = as_float, f"{base}__unscaled"
+            graph.node.insert(
+                index + 1, helper.make_node("Mul", [f"{base}__unscaled", scale], [out], name=base + SCALE_AFTER)
+            )
+            graph.node.remove(mul)
+
+
+def _axis(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), 0)
+
+
+def _scale_before_use(graph: onnx.GraphProto) -> None:
+    """Undo :func:`_scale_after_use`: every int8 table expanded by one Cast and Mul again."""
+    nodes = list(graph.node)
+    for node in nodes:
+        if node.name.endswith(SCALE_AFTER):
+            base = node.name[: -len(SCALE_AFTER)]
+            matmul = next(n for n in graph.node if n.output and n.output[0] == node.input[0])
+            as_float = matmul.input[1]
+            matmul.input[1], matmul.output[0] = base, node.output[0]
+            graph.node.remove(node)
+            mul = helper.make_node("Mul", [as_float, f"{base}__scale"], [base], name=f"{base}__scale_mul")
+            graph.node.insert(list(graph.node).index(matmul), mul)
+        elif node.name.endswith(ROWS[0]):
+            base = node.name[: -len(ROWS[0])]
+            parts = {n.name: n for n in graph.node if n.name in {base + r for r in ROWS}}
+            ids, out = node.input[1], parts[base + ROWS[3]].output[0]
+            index = list(graph.node).index(node)
+            for part in parts.values():
+                graph.node.remove(part)
+            restored = [
+                helper.make_node(
+                    "Cast", [f"{base}__int8"], [f"{base}__int8_as_float"], to=TensorProto.FLOAT, name=f"{base}__cast"
+                ),
+                helper.make_node(
+                    "Mul", [f"{base}__int8_as_float", f"{base}__scale"], [base], name=f"{base}__scale_mul"
+                ),
+                helper.make_node("Gather", [base, ids], [out], axis=0, name=node.doc_string or f"{base}__gather"),
+            ]
+            for offset, restored_node in enumerate(restored):
+                graph.node.insert(index + offset, restored_node)
+
+
 def _expansion(graph: onnx.GraphProto) -> tuple[dict[str, np.ndarray], list[onnx.NodeProto], set[str]]:
     """The float32 values of the compactly stored weights (by the name the graph computes them
-    under), the Cast/Mul nodes that compute them, and the initializers those nodes read."""
+    under), the Cast/Mul nodes that compute them, and the initializers those nodes read. The graph
+    is first brought back to one Cast and Mul per table (:func:`_scale_before_use`), in place."""
+    _scale_before_use(graph)
     values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     produced: dict[str, np.ndarray] = {}
     nodes, used = [], set()

@@ -159,9 +159,10 @@ class _Sessions:
 
     def _load(self, graph: str) -> Any:
         # The text graph runs once per prompt chunk (its features are kept, in memory and on disk),
-        # so on CPU it loads as exported: glip-nano's in 0.02-0.04 s instead of 0.17-0.28 s from the
-        # optimised copy (the optimiser expands its compact weight rows to 90 MB), for 0.035 s a
-        # chunk instead of 0.007, outputs within 2e-6 of the optimised graph's.
+        # so on CPU it loads as exported: on a 2-core AVX2 EPYC glip-nano's loads in 0.14 s and runs
+        # a chunk in 0.02 s (its int8 rows scaled after use, glipcli.export.compact), where loading
+        # and optimising took 0.12 s and a chunk 0.008 s but `glip detect` with a new prompt was
+        # 0.1 s slower (1.14 s against 1.04); outputs within 2e-6 of the optimised graph's.
         optimise = graph != "text"
         entry = self._bundle.manifest["graphs"][graph]
         return make_session(self._bundle.graph_path(graph), self._device, self._threads, entry["sha256"], optimise)

@@ -197,6 +197,41 @@ def test_rounded_weights_are_stored_compactly_and_exactly(tiny_model, tiny_bundl
     assert out.manifest["parity"]["fp32"]["max_error"]["token_logits"] < 1e-4
 
 
+def test_int8_tables_are_scaled_after_use_and_compute_the_same_bits(tiny_model, tmp_path):
+    """An int8 word-embedding table is gathered before it is scaled and a MatMul scales its output, so
+    no run (nor the optimiser) expands the whole table; the text features do not change by a bit."""
+    import copy
+
+    import onnx
+    import onnxruntime as ort
+
+    from glipcli.export.compact import _scale_before_use, expand_graph
+    from glipcli.model.rounding import round_weights
+
+    model = copy.deepcopy(tiny_model)
+    round_weights(model)
+    text = export_bundle(model, tmp_path / "compact", name="tiny", source={}).path / "text.onnx"
+    names = [n.name for n in onnx.load(str(text)).graph.node]
+    assert any(n.endswith("word_embeddings.weight__rows_mul") for n in names)
+    assert any(n.endswith("__scale_after") for n in names)  # the text encoder's Linear weights
+    assert not any(n.endswith("word_embeddings.weight__scale_mul") for n in names)
+    expand_graph(text, tmp_path / "plain.onnx")
+    before = onnx.load(str(text))
+    _scale_before_use(before.graph)
+    onnx.save(before, str(tmp_path / "before.onnx"))
+    plain = ort.SessionOptions()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for tokens in (3, 9, 40):
+        ids = np.array([[101, *range(2000, 2000 + tokens - 2), 102]])
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        outputs = [
+            ort.InferenceSession(str(p), plain).run(None, feed)[0]
+            for p in (text, tmp_path / "before.onnx", tmp_path / "plain.onnx")
+        ]
+        np.testing.assert_array_equal(outputs[0], outputs[1])
+        np.testing.assert_array_equal(outputs[0], outputs[2])
+
+
 def test_compact_graph_expands_back_to_the_same_weights(tiny_model, tmp_path):
     """expand_graph undoes compact_graph exactly, so tools that need plain weights can read a bundle."""
     import copy
