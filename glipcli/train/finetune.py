@@ -18,6 +18,7 @@ from glipcli.presets import PRESETS, load_config
 from glipcli.runtime.bundle import load_bundle, resolve_model
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import DetectionSource
+from glipcli.train.targets import default_targets, with_targets
 from glipcli.train.trainer import StepCallback, TrainConfig, Trainer, initial_model
 
 TUNABLE = "rpn.tunable_linear.weight"
@@ -115,14 +116,18 @@ def finetune(
     *,
     tokenizer: Any = None,
     resume: bool = False,
+    targets: str | None = None,
     on_step: StepCallback | None = None,
 ) -> Path:
     """Fine-tune ``model`` on ``data`` with the trainer and loss of pre-training.
 
     ``train_cfg.trainable`` picks what learns: ``all`` (full fine-tuning; the language backbone
     only if ``text_lr`` > 0), ``head`` (GLIP's linear probing) or ``prompt`` (prompt tuning: the
-    model needs ``rpn.tunable_linear``, see :func:`initial_weights`). Returns ``out/model.pth``.
+    model needs ``rpn.tunable_linear``, see :func:`initial_weights`). ``targets`` grounds the boxes
+    per ``words`` or per ``phrases``; by default as the model scores a phrase
+    (glipcli.train.targets: per word for glip-nano). Returns ``out/model.pth``.
     """
+    data = with_targets(data, targets or default_targets(model.cfg))
     if train_cfg.trainable == "prompt" and not model.cfg.head.prompt_tuning:
         raise ConfigError(
             "prompt tuning needs a model with rpn.tunable_linear: initial_weights(..., prompt_tuning=True)"

@@ -14,7 +14,7 @@ graph), the stored features carry only P - P0. A tuned bundle's graphs are its s
 tuning it again starts from the untuned model: the new caption is added (or replaces the same
 caption's features) and the other tuned prompts are kept.
 
-A box is grounded as the model scores a phrase (``targets``, :func:`default_targets`): glip-nano
+A box is grounded as the model scores a phrase (``targets``, glipcli.train.targets): glip-nano
 was pre-trained with per-word targets and scores a phrase by its words' geometric mean, so its
 prompt is tuned with per-word targets too ("red" in "red star" is positive for a red circle);
 official GLIPs are tuned with GLIP's phrase targets.
@@ -44,65 +44,16 @@ import torch
 from glipcli.digests import sha256_file
 from glipcli.errors import CheckpointError, ConfigError
 from glipcli.export.exporter import move_into_place
-from glipcli.io.images import load_image
 from glipcli.model.glip import GLIP
 from glipcli.prompt import PromptChunk
 from glipcli.runtime.bundle import MANIFEST, Bundle, load_bundle, resolve_model
 from glipcli.tokenizer import load_tokenizer
-from glipcli.train.coco_data import DetectionSource, Span, load_detection_data
+from glipcli.train.coco_data import DetectionSource, load_detection_data
 from glipcli.train.finetune import StepCallback, finetune, initial_weights
-from glipcli.train.synth import GroundingSample
+from glipcli.train.targets import TARGETS, default_targets, with_targets
 from glipcli.train.trainer import LAST, TrainConfig
 
 PROMPTS_DIR = "prompts"
-TARGETS = ("words", "phrases")
-
-
-def default_targets(bundle: Bundle) -> str:
-    """How a box is grounded while tuning ``bundle``'s prompt: as the model scores a phrase.
-
-    A model that scores a phrase by the geometric mean of its words' probabilities (glip-nano) was
-    trained with per-word targets ("red" in "red star" positive for a red circle): ``words``.
-    Official GLIPs average the tokens of phrases trained as wholes: ``phrases``.
-    """
-    return "words" if bundle.config.postprocess.score_agg == "GEOMEAN" else "phrases"
-
-
-class WordTargets(DetectionSource):
-    """``source`` with per-word targets: a box grounds its own name and, in every other name of the
-    chunk, each word its own name also has ("red" and "circle" of "red star" and "blue circle" for
-    a red circle), as glip-nano was pre-trained (glipcli.train.synth._Caption). With GLIP's phrase
-    targets the shared words are negatives: on a vocabulary where every word is in several names
-    the loss was dominated by pushing them down, which pushed the names' own words down with them
-    (see docs/learning.md)."""
-
-    def __init__(self, source: DetectionSource) -> None:
-        self.__dict__.update(source.__dict__)
-        self.word_spans = [_word_spans(chunk.caption, spans) for chunk, spans in zip(self.chunks, self.spans)]
-
-    def sample(self, image_index: int, chunk_index: int) -> GroundingSample:
-        image = self.images[image_index]
-        chunk, spans = self.chunks[chunk_index], self.word_spans[chunk_index]
-        keep = np.isin(image.labels, chunk.label_ids)
-        box_spans = [list(spans[int(label)]) for label in image.labels[keep]]
-        return GroundingSample(load_image(image.path), image.boxes[keep], chunk.caption, box_spans)
-
-
-def _word_spans(caption: str, spans: dict[int, Span]) -> dict[int, tuple[Span, ...]]:
-    """Label id -> its name's span plus the spans of its words in the other names of ``caption``."""
-    words = {
-        label: [
-            (m.group().casefold(), (start + m.start(), start + m.end()))
-            for m in re.finditer(r"\S+", caption[start:end])
-        ]
-        for label, (start, end) in spans.items()
-    }
-    out = {}
-    for label, own in spans.items():
-        mine = {word for word, _ in words[label]}
-        shared = [span for other, ws in words.items() if other != label for word, span in ws if word in mine]
-        out[label] = (own, *sorted(shared))
-    return out
 
 
 def tuning_model(bundle: Bundle, weights: str | Path | None = None) -> GLIP:
@@ -174,10 +125,10 @@ def tune_prompt(
     ``model`` is a bundle (name or folder); ``weights``, optional, the checkpoint it was exported
     from; ``shots`` keeps K images per category; ``resume`` continues an interrupted run;
     ``targets`` is ``words`` or ``phrases`` (default: as the model scores phrases, see
-    :func:`default_targets`). The new bundle is written to ``out``.
+    :func:`glipcli.train.targets.default_targets`). The new bundle is written to ``out``.
     """
     bundle = load_bundle(resolve_model(model))
-    targets = targets or default_targets(bundle)
+    targets = targets or default_targets(bundle.config)
     if targets not in TARGETS:
         raise ConfigError(f"unknown tuning targets {targets!r}: {' or '.join(TARGETS)}")
     out = _check_out(Path(out), bundle, overwrite)
@@ -196,13 +147,12 @@ def tune_prompt(
         workers=workers,
     )
     _check_run_identity(run, bundle, annotations, shots, targets, resume)
-    if targets == "words":
-        data = WordTargets(data)
+    data = with_targets(data, targets)
     if on_data:
         on_data(data)
     cfg = dataclasses.replace(train_cfg, trainable="prompt")
     initial = torch_model.rpn.tunable_linear.weight.detach().clone()
-    finetune(torch_model, data, run, cfg, tokenizer=tokenizer, resume=resume, on_step=on_step)
+    finetune(torch_model, data, run, cfg, tokenizer=tokenizer, resume=resume, targets=targets, on_step=on_step)
     details = {
         "data": Path(annotations).name,
         "images": len(data.images),

@@ -19,9 +19,10 @@ from glipcli.runtime.engine import Engine
 from glipcli.tokenizer import load_tokenizer
 from glipcli.train.data import encode_sample
 from glipcli.train.finetune import initial_weights
+from glipcli.train.targets import WordTargets, default_targets
 from glipcli.train.torch_engine import TorchEngine
 from glipcli.train.trainer import TrainConfig
-from glipcli.train.tune import WordTargets, default_targets, tune_prompt, tuned_features, write_tuned_bundle
+from glipcli.train.tune import tune_prompt, tuned_features, write_tuned_bundle
 from tests.conftest import tiny_config
 from tests.train.test_coco_data import TOKENIZER, ann, load, write_coco
 
@@ -175,5 +176,5 @@ def test_word_targets_ground_the_words_a_name_shares_with_the_others(tmp_path):
 
 
 def test_the_default_targets_follow_how_the_model_scores_a_phrase(tiny_bundle):
-    assert default_targets(load_bundle("exported/glip-nano")) == "words"  # geometric mean of its words
-    assert default_targets(load_bundle(tiny_bundle)) == "phrases"  # GLIP's mean of tokens
+    assert default_targets(load_bundle("exported/glip-nano").config) == "words"  # geometric mean of its words
+    assert default_targets(load_bundle(tiny_bundle).config) == "phrases"  # GLIP's mean of tokens
