@@ -35,6 +35,7 @@ from glipcli.preprocess import PreparedImage, batch_images, prepare_image, size_
 from glipcli.prompt import Prompt, PromptChunk, encode_prompt, grounding_prompt, parse_prompt
 from glipcli.runtime.bundle import Bundle, load_bundle, resolve_model
 from glipcli.runtime.engine import Engine, InferenceEngine
+from glipcli.runtime.prompt_store import PromptStore
 from glipcli.selection import Thresholds, check_threshold, describe, per_label_thresholds, select
 from glipcli.tokenizer import load_tokenizer
 
@@ -74,11 +75,24 @@ class Detector:
     """Open-vocabulary detection with one model bundle; create it with :meth:`load`."""
 
     def __init__(
-        self, engine: InferenceEngine, tokenizer: Tokenizer, size: str | int | Sequence[int] | None = None
+        self,
+        engine: InferenceEngine,
+        tokenizer: Tokenizer | Path,
+        size: str | int | Sequence[int] | None = None,
+        prompt_store: PromptStore | None = None,
     ) -> None:
+        """``tokenizer`` is a Tokenizer, or the ``tokenizer.json`` to load when a prompt is first
+        tokenised; ``prompt_store`` keeps tokenised prompts between runs (see :meth:`load`)."""
         self.engine = engine
-        self._tokenizer = tokenizer
+        self._tokenizer_source = tokenizer
+        self._prompts = prompt_store
         self.input: InputConfig = with_size(engine.config.input, size)
+
+    @property
+    def _tokenizer(self) -> Tokenizer:
+        if isinstance(self._tokenizer_source, Path):
+            self._tokenizer_source = load_tokenizer(self._tokenizer_source)
+        return self._tokenizer_source
 
     @classmethod
     def load(
@@ -99,7 +113,10 @@ class Detector:
             raise ConfigError(f"threads must be at least 1, got {threads}")
         bundle = load_bundle(resolve_model(model))
         with_size(bundle.config.input, size)  # a bad size fails before the sessions load
-        return cls(Engine(bundle, device=device, threads=threads), load_tokenizer(bundle.tokenizer_path), size)
+        # The tokenizer loads when a prompt is not in the prompt store: a prompt used before needs none.
+        prompts = PromptStore.for_tokenizer(bundle.manifest["tokenizer"]["sha256"])
+        tokenizer: Tokenizer | Path = bundle.tokenizer_path if prompts else load_tokenizer(bundle.tokenizer_path)
+        return cls(Engine(bundle, device=device, threads=threads), tokenizer, size, prompts)
 
     @property
     def name(self) -> str:
@@ -150,8 +167,14 @@ class Detector:
             return prompt
         parsed = to_prompt(prompt, ground)
         text = prompt if isinstance(prompt, str) else parsed.caption or ". ".join(parsed.names)
-        chunks = encode_prompt(parsed, self._tokenizer, self.config.language.max_query_len)
-        return PreparedPrompt(parsed, tuple(chunks), text)
+        max_query_len = self.config.language.max_query_len
+        key = self._prompts.key(parsed, max_query_len) if self._prompts else ""
+        chunks = self._prompts.get(key) if self._prompts else None
+        if chunks is None:
+            chunks = tuple(encode_prompt(parsed, self._tokenizer, max_query_len))
+            if self._prompts:
+                self._prompts.put(key, chunks)
+        return PreparedPrompt(parsed, chunks, text)
 
     def __call__(
         self,

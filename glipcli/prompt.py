@@ -14,12 +14,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer
 
 from glipcli.errors import ConfigError, PromptError
 from glipcli.tokenizer import PAD, spans_to_token_indices
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding, Tokenizer
 
 Span = tuple[int, int]
 

