@@ -16,14 +16,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from glipcli.prompt import Prompt, PromptChunk
-from glipcli.runtime.text_store import TEXT_CACHE_ENV
+from glipcli.runtime.cache_folder import CacheFolder, user_folder
 
 MAX_FILES = 2000
 
@@ -40,21 +39,17 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-class PromptStore:
+class PromptStore(CacheFolder):
     """The chunks of prompts tokenised with one tokenizer file, one JSON file per prompt."""
 
     def __init__(self, folder: Path, max_files: int = MAX_FILES) -> None:
-        self.folder = folder
-        self.max_files = max_files
+        super().__init__(folder, ".json", max_files=max_files)
 
     @classmethod
     def for_tokenizer(cls, digest: str) -> PromptStore | None:
         """The store of the tokenizer file with sha256 ``digest`` in the user cache, or None when disabled."""
-        if os.environ.get(TEXT_CACHE_ENV, "1") == "0":
-            return None
-        from glipcli.runtime.bundle import user_cache_dir
-
-        return cls(user_cache_dir() / "prompts" / digest[:32])
+        folder = user_folder("prompts", digest)
+        return cls(folder) if folder is not None else None
 
     @staticmethod
     def key(prompt: Prompt, max_query_len: int) -> str:
@@ -63,42 +58,13 @@ class PromptStore:
         return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:40]
 
     def get(self, key: str) -> tuple[PromptChunk, ...] | None:
-        path = self.folder / f"{key}.json"
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            chunks = tuple(_chunk(entry) for entry in stored)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):  # torn or foreign: tokenise again
-            _discard(path)
-            return None
-        try:
-            os.utime(path)  # recently used: kept when the folder is pruned
-        except OSError:
-            pass
-        return chunks
+        """The stored chunks of prompt ``key``, or None if absent or damaged."""
+        return self.read(key, lambda path: tuple(_chunk(entry) for entry in json.loads(path.read_text("utf-8"))))
 
     def put(self, key: str, chunks: tuple[PromptChunk, ...]) -> None:
         """Store ``chunks`` atomically; a cache that cannot be written never stops detection."""
-        path = self.folder / f"{key}.json"
-        partial = path.with_name(f"{key}.{os.getpid()}.partial")
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps([_entry(chunk) for chunk in chunks]), encoding="utf-8")
-            os.replace(partial, path)
-            self._prune()
-        except OSError:
-            _discard(partial)
-
-    def _prune(self) -> None:
-        files = []
-        for path in self.folder.glob("*.json"):
-            try:
-                files.append((path.stat().st_mtime_ns, path))
-            except OSError:
-                continue
-        for _, path in sorted(files)[: max(0, len(files) - self.max_files)]:
-            _discard(path)
+        data = json.dumps([_entry(chunk) for chunk in chunks]).encode()
+        self.write(key, lambda fh: fh.write(data))
 
 
 def _entry(chunk: PromptChunk) -> dict:
@@ -126,10 +92,3 @@ def _chunk(entry: dict) -> PromptChunk:
         positive_map={int(label): [int(t) for t in tokens] for label, tokens in entry["positive_map"]},
         token_words=arrays[2],
     )
-
-
-def _discard(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
