@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -22,20 +23,6 @@ from glipcli.cli.handoff import convert, review
 from glipcli.cli.info import info
 from glipcli.cli.label import label
 from glipcli.cli.train import train, tune
-
-
-def _typer() -> typer.Typer:
-    return typer.Typer(
-        name="glip",
-        help="Open-vocabulary detection and auto-annotation with GLIP, on ONNX Runtime.",
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_enable=False,
-        rich_markup_mode="rich",
-    )
-
-
-app = _typer()
 
 
 def _version(value: bool) -> None:
@@ -70,9 +57,25 @@ COMMANDS = [export, detect, info, label, eval_, calibrate, train, tune, convert,
 
 for _command in COMMANDS:
     _command.__doc__ = _unwrap(_command.__doc__ or "")
-app.callback()(main)
-for _command in COMMANDS:
-    app.command(name=_command.__name__.rstrip("_"))(_command)
+
+
+def _app(commands: list[Callable[..., Any]]) -> typer.Typer:
+    """The ``glip`` group with ``commands``."""
+    group = typer.Typer(
+        name="glip",
+        help="Open-vocabulary detection and auto-annotation with GLIP, on ONNX Runtime.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+    )
+    group.callback()(main)
+    for command in commands:
+        group.command(name=command.__name__.rstrip("_"))(command)
+    return group
+
+
+app = _app(COMMANDS)
 
 
 def run() -> None:
@@ -84,11 +87,5 @@ def run() -> None:
     errors are the same.
     """
     name = sys.argv[1] if len(sys.argv) > 1 else ""
-    command = next((c for c in COMMANDS if c.__name__.rstrip("_") == name), None)
-    if command is None:
-        app()
-        return
-    single = _typer()
-    single.callback()(main)
-    single.command(name=name)(command)
-    single()
+    asked = [c for c in COMMANDS if c.__name__.rstrip("_") == name]
+    (_app(asked) if asked else app)()
