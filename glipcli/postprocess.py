@@ -52,7 +52,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-x))
 
 
-def _word_weights(tokens: np.ndarray, token_words: np.ndarray | None) -> np.ndarray:
+def word_weights(tokens: np.ndarray, token_words: np.ndarray | None) -> np.ndarray:
     """Per token of one label, 1 / (its label's words x its word's tokens in the label): each word
     counts once however WordPiece splits it ("red hexagon" = red, he, ##xa, ##gon: 1/2, 1/6 x 3).
     Without word ids every token is its own word."""
@@ -88,7 +88,7 @@ def _label_scores(
     root keeps the score on a probability scale for phrases of any length, and a filler word the
     model grounds nowhere ("a red circle") scales every box alike instead of zeroing all of them as
     a minimum would. With ``token_words`` (word index per token, -1 for special tokens) each word
-    weighs the same however many pieces it has (:func:`_word_weights`).
+    weighs the same however many pieces it has (:func:`word_weights`).
     """
     keys = sorted(positive_map)
     used = _distinct(np.asarray([t for key in keys for t in positive_map[key]], np.int64))
@@ -97,7 +97,7 @@ def _label_scores(
         words = token_words if score_agg == "GEOMEAN" else None
         weights = np.zeros((len(used), len(keys)), np.float32)
         for k, (key, tokens) in enumerate(zip(keys, columns, strict=True)):
-            np.add.at(weights[:, k], tokens, _word_weights(np.asarray(positive_map[key], np.int64), words))
+            np.add.at(weights[:, k], tokens, word_weights(np.asarray(positive_map[key], np.int64), words))
         if score_agg == "MEAN":
             return _sigmoid(token_logits[:, used]) @ weights
         # log sigmoid(x) = -log(1 + exp(-x)): exact where the sigmoid itself would underflow to 0

@@ -301,7 +301,8 @@ def tune(
     to the text encoder's output. The new bundle shares --model's graphs and carries the tuned text
     features of the prompt's caption, e.g. "orange star." for a category "orange star". A box is
     taught as the model scores it: per word for a model that scores a phrase by the geometric mean
-    of its words (glip-nano: "red" is right for any red object), per phrase otherwise (GLIP's).
+    of its words (glip-nano: "red" is right for any red object), with each box's own class ranked
+    above the prompt's other classes as the model scores them; per phrase otherwise (GLIP's).
 
     `glip detect`, `glip label` and `glip eval` with this bundle use the tuned features when the prompt
     is exactly those classes, in that order ("orange star"); any other prompt (another class, a

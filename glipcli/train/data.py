@@ -15,10 +15,11 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 from torch import Tensor
 
 from glipcli.config import InputConfig
+from glipcli.postprocess import word_weights
 from glipcli.preprocess import prepare_image, resized_size
 from glipcli.tokenizer import spans_to_token_indices
 from glipcli.train.loss import GroundingTarget
@@ -29,6 +30,8 @@ class Sample(Protocol):
     boxes: np.ndarray  # (n, 4) xyxy pixel edges (x2 = one past the last pixel)
     caption: str
     box_spans: list[list[tuple[int, int]]]
+    name_spans: Sequence[tuple[int, int]]  # names the boxes compete among (may be empty)
+    box_names: Sequence[int]  # per box, its own name's index in name_spans
 
 
 class SampleSource(Protocol):
@@ -43,6 +46,8 @@ class Example:
     boxes: np.ndarray  # (n, 4) inclusive xyxy in resized pixels
     positive_map: np.ndarray  # (n, T) 0/1
     input_ids: np.ndarray  # (T,)
+    name_weights: np.ndarray  # (P, T) each competing name's token weights: its score is exp(log p @ w)
+    box_names: np.ndarray  # (n,) each box's own name, -1 where it has none (or it was truncated away)
 
 
 def encode_sample(
@@ -64,7 +69,26 @@ def encode_sample(
     for i, spans in enumerate(sample.box_spans):
         tokens = [t for t in spans_to_token_indices(encoding, spans) if t < len(ids) - 1]
         positive[i, tokens] = 1.0
-    return Example(prepared.tensor, boxes, positive, ids)
+    name_weights, box_names = _names(encoding, sample, len(ids))
+    return Example(prepared.tensor, boxes, positive, ids, name_weights, box_names)
+
+
+def _names(encoding: Encoding, sample: Sample, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each competing name's token weights as the model scores it (each word weighs the same
+    however WordPiece splits it, glipcli.postprocess.word_weights), and each box's own name; a name
+    truncated away has no weights and cannot be a box's own."""
+    words = np.asarray([-1 if w is None else w for w in encoding.word_ids[:length]], dtype=np.int64)
+    weights = np.zeros((len(sample.name_spans), length), dtype=np.float32)
+    for k, span in enumerate(sample.name_spans):
+        tokens = np.asarray([t for t in spans_to_token_indices(encoding, [span]) if t < length - 1], np.int64)
+        if len(tokens):
+            weights[k, tokens] = word_weights(tokens, words)
+    named = np.asarray(sample.box_names, dtype=np.int64).reshape(-1)
+    if len(named) and len(named) != len(sample.boxes):
+        raise ValueError(f"{len(named)} box names for {len(sample.boxes)} boxes")
+    has_tokens = weights.sum(1) > 0
+    box_names = np.asarray([k if k >= 0 and has_tokens[k] else -1 for k in named.tolist()], dtype=np.int64)
+    return weights, box_names if len(named) else np.full(len(sample.boxes), -1, dtype=np.int64)
 
 
 @dataclass
@@ -93,7 +117,16 @@ def collate(examples: Sequence[Example], canvas: int | None = None, token_multip
         mask[i, : len(e.input_ids)] = 1
         positive = np.zeros((len(e.boxes), t), dtype=np.float32)
         positive[:, : e.positive_map.shape[1]] = e.positive_map
-        targets.append(GroundingTarget(torch.from_numpy(e.boxes), torch.from_numpy(positive)))
+        names = np.zeros((len(e.name_weights), t), dtype=np.float32)
+        names[:, : e.name_weights.shape[1]] = e.name_weights
+        targets.append(
+            GroundingTarget(
+                torch.from_numpy(e.boxes),
+                torch.from_numpy(positive),
+                torch.from_numpy(names),
+                torch.from_numpy(e.box_names),
+            )
+        )
     return Batch(torch.from_numpy(images), torch.from_numpy(ids), torch.from_numpy(mask), targets)
 
 

@@ -289,6 +289,11 @@ class GroundingSample:
     boxes: np.ndarray  # (n, 4)
     caption: str
     box_spans: list[list[tuple[int, int]]]  # per box: character spans in `caption` that ground it
+    # The names a box competes among (character spans, e.g. every category of a detection prompt) and
+    # each box's own name (index into name_spans): the loss ranks a box's own name first among them,
+    # as the model scores names (glipcli.train.loss.name_rank_loss). Empty where none compete.
+    name_spans: tuple[tuple[int, int], ...] = ()
+    box_names: tuple[int, ...] = ()
 
 
 _Key = tuple[str | None, str | None]  # (colour, shape) a phrase refers to; None = any

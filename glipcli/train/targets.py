@@ -42,7 +42,9 @@ def with_targets(source: DetectionSource, targets: str) -> DetectionSource:
 class WordTargets(DetectionSource):
     """``source`` with per-word targets: a box grounds its own name and, in every other name of the
     chunk, each word its own name also has ("red" and "circle" of "red star" and "blue circle" for
-    a red circle), as glip-nano was pre-trained (glipcli.train.synth._Caption)."""
+    a red circle), as glip-nano was pre-trained (glipcli.train.synth._Caption). The chunk's names
+    also go along as the names each box competes among, so the loss ranks its own name first as
+    the model scores names (glipcli.train.loss.name_rank_loss)."""
 
     def __init__(self, source: DetectionSource) -> None:
         self.__dict__.update(source.__dict__)
@@ -53,7 +55,15 @@ class WordTargets(DetectionSource):
         chunk, spans = self.chunks[chunk_index], self.word_spans[chunk_index]
         keep = np.isin(image.labels, chunk.label_ids)
         box_spans = [list(spans[int(label)]) for label in image.labels[keep]]
-        return GroundingSample(load_image(image.path), image.boxes[keep], chunk.caption, box_spans)
+        names = sorted(self.spans[chunk_index])
+        return GroundingSample(
+            load_image(image.path),
+            image.boxes[keep],
+            chunk.caption,
+            box_spans,
+            name_spans=tuple(self.spans[chunk_index][label] for label in names),
+            box_names=tuple(names.index(int(label)) for label in image.labels[keep]),
+        )
 
 
 def _word_spans(caption: str, spans: dict[int, Span]) -> dict[int, tuple[Span, ...]]:

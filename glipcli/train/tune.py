@@ -16,8 +16,9 @@ caption's features) and the other tuned prompts are kept.
 
 A box is grounded as the model scores a phrase (``targets``, glipcli.train.targets): glip-nano
 was pre-trained with per-word targets and scores a phrase by its words' geometric mean, so its
-prompt is tuned with per-word targets too ("red" in "red star" is positive for a red circle);
-official GLIPs are tuned with GLIP's phrase targets.
+prompt is tuned with per-word targets too ("red" in "red star" is positive for a red circle),
+plus a term that ranks each box's own name above the prompt's other names as the model scores
+them (glipcli.train.loss.name_rank_loss); official GLIPs are tuned with GLIP's phrase targets.
 
 The run checkpoints into a hidden folder beside ``out`` (``.NAME.tune-run``), which ``resume``
 continues after an interruption and which is removed once the tuned bundle is in place.

@@ -22,6 +22,8 @@ class _Sample:
     boxes: np.ndarray
     caption: str
     box_spans: list[list[tuple[int, int]]]
+    name_spans: tuple[tuple[int, int], ...] = ()
+    box_names: tuple[int, ...] = ()
 
 
 @pytest.fixture(scope="module")

@@ -254,6 +254,47 @@ def test_images_without_boxes_contribute_only_negatives():
     assert grad is not None and (grad > 0).all()  # every logit is pushed down
 
 
+def named_target(own: int) -> GroundingTarget:
+    """One box among three names over 5 tokens: "a b" (tokens 1, 2), "a c" (1, 3), "d" (4)."""
+    names = torch.tensor([[0, 0.5, 0.5, 0, 0], [0, 0.5, 0, 0.5, 0], [0, 0, 0, 0, 1.0]])
+    return GroundingTarget(one_box_target().boxes, one_box_target().positive_map, names, torch.tensor([own]))
+
+
+def test_name_term_is_the_cross_entropy_of_the_own_name_scored_as_the_model_scores_names():
+    out = fake_outputs(1, 5)
+    target = named_target(own=0)
+    losses = glip_loss(out, LEVELS, [target], torch.ones(1, 5), LossConfig(name_weight=2.0, name_temperature=0.5))
+    matched, _ = atss_assign(LEVELS, target.boxes)
+    fg = matched >= 0
+    log_p = torch.nn.functional.logsigmoid(torch.cat(out.dot_product_logits, 1)[0, fg])
+    scores = torch.stack([(log_p[:, 1] + log_p[:, 2]) / 2, (log_p[:, 1] + log_p[:, 3]) / 2, log_p[:, 4]], 1).exp()
+    squared = scores**2  # softmax of log scores / 0.5 = squared scores normalised
+    expected = -(squared[:, 0] / squared.sum(1)).log().mean()
+    assert losses["loss_names"].item() == pytest.approx(2.0 * expected.item(), rel=1e-5)
+    # the other terms are GLIP's, untouched by the names
+    plain = glip_loss(out, LEVELS, [one_box_target()], torch.ones(1, 5))
+    assert "loss_names" not in plain and all(losses[k].item() == plain[k].item() for k in plain)
+
+
+def test_name_term_pushes_the_own_name_above_the_one_sharing_a_word():
+    out = fake_outputs(1, 5)
+    losses = glip_loss(out, LEVELS, [named_target(own=0)], torch.ones(1, 5), LossConfig(name_weight=1.0))
+    losses["loss_names"].backward()
+    grads = [level.grad[0] for level in out.dot_product_logits]
+    grad = torch.cat(grads)
+    pos = grad.abs().sum(1) > 0
+    assert pos.any()
+    assert (grad[pos, 2] < 0).all() and (grad[pos, 3] > 0).all()  # "b" (own only) up, "c" (the rival's) down
+
+
+def test_boxes_without_an_own_name_and_a_zero_weight_add_no_name_term():
+    out = fake_outputs(1, 5)
+    unnamed = glip_loss(out, LEVELS, [named_target(own=-1)], torch.ones(1, 5))
+    assert unnamed["loss_names"].item() == 0.0
+    off = glip_loss(out, LEVELS, [named_target(own=0)], torch.ones(1, 5), LossConfig(name_weight=0.0))
+    assert "loss_names" not in off
+
+
 def test_empty_positive_map_row_still_trains_the_box():
     out = fake_outputs(1, 5)
     target = GroundingTarget(one_box_target().boxes, torch.zeros(1, 5))

@@ -175,6 +175,27 @@ def test_word_targets_ground_the_words_a_name_shares_with_the_others(tmp_path):
     assert len(WordTargets(data).with_length(5)) == 5 and isinstance(WordTargets(data).with_length(5), WordTargets)
 
 
+def test_word_targets_carry_the_names_each_box_competes_among(tmp_path):
+    """The name ranking term (glipcli.train.loss.name_rank_loss) needs every name of the chunk,
+    weighted as the model scores it, and each box's own one; phrase targets carry none."""
+    names = {1: "red circle", 2: "red hexagon", 3: "blue circle"}
+    annotations = [ann(1, 2, [2, 3, 20, 20]), ann(1, 3, [30, 5, 10, 10])]
+    data = load(write_coco(tmp_path, {"a.png": (64, 48)}, annotations, names), tmp_path)
+    words = WordTargets(data).sample(0, 0)
+    assert [words.caption[a:b] for a, b in words.name_spans] == ["red circle", "red hexagon", "blue circle"]
+    assert words.box_names == (1, 2)
+    assert data.sample(0, 0).name_spans == ()
+    example = encode_sample(words, TOKENIZER, tiny_config().input, 64, 256)
+    tokens = TOKENIZER.encode(words.caption).tokens
+    hexagon = {tokens[i]: round(float(w), 4) for i, w in enumerate(example.name_weights[1]) if w}
+    assert hexagon == {"red": 0.5, "he": 0.1667, "##xa": 0.1667, "##gon": 0.1667}  # each word weighs 1/2
+    np.testing.assert_allclose(example.name_weights.sum(1), 1.0, rtol=1e-6)
+    assert example.box_names.tolist() == [1, 2]
+    # a name truncated away cannot be a box's own, and weighs nothing
+    short = encode_sample(words, TOKENIZER, tiny_config().input, 64, 8)
+    assert short.name_weights[2].sum() == 0 and short.box_names.tolist() == [1, -1]
+
+
 def test_the_default_targets_follow_how_the_model_scores_a_phrase(tiny_bundle):
     assert default_targets(load_bundle("exported/glip-nano").config) == "words"  # geometric mean of its words
     assert default_targets(load_bundle(tiny_bundle).config) == "phrases"  # GLIP's mean of tokens
