@@ -82,6 +82,23 @@ def preset(name: str) -> GLIPConfig:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
+def checkpoint_config(
+    weights: str | Path, config: str | Path | None, bert_config: str | Path | None = None, default: str | None = None
+) -> GLIPConfig:
+    """The config to load ``weights`` into: ``config`` when given, else the one the checkpoint
+    carries (``glip train`` writes it), else the preset ``default``; without one, a clear error."""
+    from glipcli.model.checkpoint import stored_config
+
+    if config is not None:
+        return load_config(config, bert_config)
+    stored = stored_config(weights)
+    if stored is not None:
+        return GLIPConfig.from_dict(dict(stored))
+    if default is None:
+        raise ConfigError(f"checkpoint {weights} does not say which model it is: pass --config PRESET or YAML")
+    return load_config(default, bert_config)
+
+
 def load_config(spec: str | Path, bert_config: str | Path | None = None) -> GLIPConfig:
     """A preset name, an official GLIP YAML file, or a JSON file written by :meth:`to_dict`."""
     text = str(spec)

@@ -16,13 +16,14 @@ from glipcli.extras import require_extra
 @handle_errors
 def export(
     config: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--config",
             "-c",
-            help="A preset (glip-t-a, glip-t-b, glip-t-c, glip-t, glip-l, glip-nano) or an official GLIP YAML config.",
+            help="A preset (glip-t-a, glip-t-b, glip-t-c, glip-t, glip-l, glip-nano) or an official GLIP YAML config. "
+            "Default: the config a checkpoint of glip train carries, else glip-t.",
         ),
-    ] = "glip-t",
+    ] = None,
     weights: Annotated[
         str | None,
         typer.Option(
@@ -68,13 +69,16 @@ def export(
     if fp16 and int8:
         raise GlipError("choose one of --fp16 and --int8")
     precision = "fp16" if fp16 else "int8" if int8 else "fp32"
+    if weights is None:  # a preset's released checkpoint
+        config = config or "glip-t"
     checkpoint = resolve_weights(weights or default_weights(config))
     # imports torch (seconds), so after the download: an offline export fails at once
     from glipcli.export.exporter import build_from_checkpoint, export_bundle
     from glipcli.model.rounding import round_for_export
 
-    console.print(f"loading [bold]{checkpoint}[/] with config [bold]{config}[/]")
+    console.print(f"loading [bold]{checkpoint}[/]")
     model, source = build_from_checkpoint(config, checkpoint, str(bert_config) if bert_config else None)
+    console.print(f"model [bold]{model.cfg.name}[/]")
     if compact:
         source = round_for_export(model, source)
     name = name or model.cfg.name

@@ -35,7 +35,7 @@ from glipcli.export.verify import VERIFY_PROMPT, Parity, sample_image, verify_gr
 from glipcli.model.checkpoint import checkpoint_source, load_weights, read_state_dict
 from glipcli.model.glip import GLIP, build_model
 from glipcli.preprocess import prepare_image
-from glipcli.presets import load_config
+from glipcli.presets import checkpoint_config
 from glipcli.prompt import encode_prompt, parse_prompt
 from glipcli.runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MIN_ORT_VERSION
 from glipcli.tokenizer import build_tokenizer, save_tokenizer
@@ -243,10 +243,13 @@ def move_into_place(work: Path, out: Path) -> None:
         work.rename(out)
 
 
-def build_from_checkpoint(config: str, weights: Path, bert_config: str | None = None) -> tuple[GLIP, dict[str, Any]]:
-    """The model of ``config`` with ``weights`` loaded, and the provenance for the manifest."""
-    cfg = load_config(config, bert_config)
+def build_from_checkpoint(
+    config: str | None, weights: Path, bert_config: str | None = None, default: str | None = "glip-t"
+) -> tuple[GLIP, dict[str, Any]]:
+    """The model of ``config`` with ``weights`` loaded, and the provenance for the manifest.
+    Without ``config``: the config the checkpoint carries, else the preset ``default``."""
+    cfg = checkpoint_config(weights, config, bert_config, default)
     model = build_model(cfg)
     load_weights(model, read_state_dict(weights), source=f"checkpoint {weights}")
-    source = checkpoint_source(weights, str(config))
+    source = checkpoint_source(weights, str(config) if config is not None else cfg.name)
     return model.eval(), source

@@ -55,6 +55,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
 
 
+def stored_config(path: str | Path) -> Mapping | None:
+    """The model config a checkpoint of ``glip train`` carries (``config``), or None: official
+    checkpoints and safetensors files do not say which model they are."""
+    path = Path(path)
+    if path.suffix == ".safetensors" or not path.is_file():
+        return None
+    raw = _read_torch(path)
+    stored = (raw.get("config") or raw.get("model_config")) if isinstance(raw, Mapping) else None
+    return stored if isinstance(stored, Mapping) else None
+
+
 def _read_torch(path: Path) -> object:
     try:
         with warnings.catch_warnings():

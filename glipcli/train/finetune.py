@@ -14,7 +14,7 @@ from glipcli.config import GLIPConfig
 from glipcli.errors import BundleError, CheckpointError, ConfigError
 from glipcli.model.checkpoint import checkpoint_source, load_weights, read_state_dict
 from glipcli.model.glip import GLIP
-from glipcli.presets import PRESETS, load_config
+from glipcli.presets import PRESETS, checkpoint_config
 from glipcli.runtime.bundle import load_bundle, resolve_model
 from glipcli.tokenizer import build_tokenizer
 from glipcli.train.coco_data import DetectionSource
@@ -57,7 +57,7 @@ def initial_weights(
             f"(give a checkpoint file, a bundle or a preset: {', '.join(PRESETS)})"
         )
     state = read_state_dict(path)
-    cfg = config if isinstance(config, GLIPConfig) else _config_of(path, config)
+    cfg = config if isinstance(config, GLIPConfig) else checkpoint_config(path, config)
     if prompt_tuning and not cfg.head.prompt_tuning:
         cfg = cfg.replace(head=dataclasses.replace(cfg.head, prompt_tuning=True))
     model = initial_model(cfg, 0)
@@ -96,16 +96,6 @@ def _bundle_weights(path: Path, config: str | GLIPConfig | None, prompt_tuning: 
         "sha256": source.get("sha256", ""),
         "config": model.cfg.name,
     }
-
-
-def _config_of(path: Path, config: str | None) -> GLIPConfig:
-    if config is not None:
-        return load_config(config)
-    raw = torch.load(path, map_location="cpu", weights_only=True)
-    stored = (raw.get("config") or raw.get("model_config")) if isinstance(raw, dict) else None
-    if not isinstance(stored, dict):
-        raise ConfigError(f"checkpoint {path} does not say which model it is: pass --config PRESET or YAML")
-    return GLIPConfig.from_dict(stored)
 
 
 def finetune(

@@ -152,7 +152,7 @@ def export_trained(
     from glipcli.model.rounding import round_for_export
 
     if model is None:
-        model, source = build_from_checkpoint(config or "glip-nano", weights)
+        model, source = build_from_checkpoint(config, weights, default="glip-nano")
     else:
         source = checkpoint_source(weights, model.cfg.name)
     if compact:

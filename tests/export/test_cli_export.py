@@ -65,3 +65,19 @@ def test_compact_int8_bundle_loads_and_verifies(tiny_checkpoint, tmp_path):
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["parity"]["int8"]["ok"]
     Detector.load(tmp_path / "b", device="cpu")
+
+
+def test_export_reads_the_config_a_trained_checkpoint_carries(tiny_model, tiny_checkpoint, tmp_path):
+    """``glip train`` writes its config into model.pth: exporting it needs no --config. An official
+    checkpoint (no config inside) is still read as glip-t, and refused in one line if it is not."""
+    import torch
+
+    trained = tmp_path / "model.pth"
+    torch.save({"model": tiny_model.state_dict(), "config": tiny_config().to_dict()}, trained)
+    result = run("export", "--weights", trained, "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["config"]["name"] == tiny_config().name and manifest["parity"]["fp32"]["ok"]
+    official = run("export", "--weights", tiny_checkpoint / "tiny.pth", "--out", tmp_path / "c")
+    assert official.exit_code != 0 and "does not fit this architecture" in official.output
+    assert "Traceback" not in official.output and not (tmp_path / "c").exists()
