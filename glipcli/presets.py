@@ -43,7 +43,7 @@ _GLIP_NANO = GLIPConfig(
     input=InputConfig(min_size=384, max_size=768),
     # Trained with per-word targets (glipcli/train/synth.py), so a phrase needs all its words: validation
     # mAP@0.5 0.550 with the geometric mean of its words' probabilities, 0.463 with GLIP's mean of tokens
-    # (batch-4 glip-nano; the shipped one scores 0.659 vs 0.554 on the trained-combination test set).
+    # (batch-4 glip-nano; stage 1 of the shipped model scores 0.659 vs 0.554 on the trained-combination test set).
     postprocess=PostprocessConfig(score_agg="GEOMEAN"),
 )
 
