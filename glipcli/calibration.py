@@ -3,7 +3,8 @@
 A box is *right* when its label names the object's category and IoU >= 0.5, each object matched
 once (greedily, best score first). On the one-label output (glipcli.selection) the threshold that
 maximises F1 of right boxes (2 right / (boxes + objects)) is the model's default, written into its
-bundle's manifest under ``calibration``; bundles without one use ``api.DEFAULT_THRESHOLD``.
+bundle's manifest under ``calibration``; bundles without one use ``api.DEFAULT_THRESHOLD``. Several
+validation sets, each with its own prompt, are pooled into one choice.
 
 The detector runs once per image at threshold 0 (GLIP's output); every candidate threshold is
 then a filter of the same one-label output, since selection never depends on lower scores.
@@ -179,9 +180,13 @@ def _decoded(folder: Path, entries: list[dict[str, Any]], workers: int) -> Itera
     return prefetch(decode_or_reason, (folder / entry["file_name"] for entry in entries), workers)
 
 
-def choose_threshold(scenes: Sequence[Scene], ground_truth: str | Path) -> Calibration:
-    """The threshold of best F1 over the scenes, and its figures, as the manifest records them."""
+def choose_threshold(scenes: Sequence[Scene], ground_truths: Sequence[str | Path]) -> Calibration:
+    """The threshold of best F1 over the scenes, and its figures, as the manifest records them.
+
+    Scenes of several validation sets (each prompted with its own classes, e.g. the classes a model
+    was trained on and ones it never saw) are pooled: one threshold for both kinds of prompt."""
     threshold, best = best_threshold(scenes)
+    infos = [load_coco(gt).get("info", {}) for gt in ground_truths]
     return Calibration(
         threshold=threshold,
         f1=round(best.f1, 4),
@@ -189,8 +194,8 @@ def choose_threshold(scenes: Sequence[Scene], ground_truth: str | Path) -> Calib
         recall=round(best.recall, 4),
         images=len(scenes),
         objects=best.objects,
-        ground_truth=f"{Path(ground_truth).parent.name}/{Path(ground_truth).name}",
-        data=load_coco(ground_truth).get("info", {}),
+        ground_truth=" + ".join(f"{Path(gt).parent.name}/{Path(gt).name}" for gt in ground_truths),
+        data=infos[0] if len(infos) == 1 else {"sets": infos},
     )
 
 

@@ -18,6 +18,7 @@ from glipcli.cli.options import (
     WorkersOption,
 )
 from glipcli.cli.paths import check_writable, write_json
+from glipcli.errors import DataError
 from glipcli.io.coco import images_folder
 
 
@@ -124,8 +125,13 @@ def _print_metrics(report: Any) -> None:
 
 @handle_errors
 def calibrate(
-    ground_truth: Annotated[
-        Path, typer.Argument(metavar="GT.json", help="COCO validation set (images, annotations, categories).")
+    ground_truths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="GT.json...",
+            help="COCO validation sets (images, annotations, categories); several are pooled, each prompted "
+            "with its own categories.",
+        ),
     ],
     images: GroundTruthImagesOption = None,
     prompt_file: Annotated[
@@ -147,11 +153,14 @@ def calibrate(
     one-label output (the default of detect and label) the threshold from 0.05 to 0.95 that maximises F1 of right
     boxes is written into the bundle's manifest.json under "calibration"; detect and label then use it when no
     --threshold is given. The graphs are untouched, so the bundle still verifies. Use images the model was not
-    trained on (docs/labels.md).
+    trained on (docs/labels.md). Give several sets to choose one threshold for the kinds of prompt they stand for
+    (e.g. classes the model was trained on, and new ones).
 
     [bold]Examples[/]
 
       glip calibrate val/annotations.json --model exported/glip-nano
+
+      glip calibrate val-known/annotations.json val-new/annotations.json --model exported/glip-nano
 
       glip calibrate val/annotations.json --model exported/my-model --dry-run
     """
@@ -159,18 +168,22 @@ def calibrate(
     from glipcli.calibration import choose_threshold, load_scenes, write_calibration
     from glipcli.prompt import read_prompt_file
 
+    if images is not None and len(ground_truths) > 1:
+        raise DataError("--images applies to one GT.json: give each set with its images/ folder beside it")
     prompt = read_prompt_file(prompt_file) if prompt_file is not None else None
     detector = Detector.load(model, device=device, threads=threads)
-    with ProgressDisplay("calibrating", quiet) as display:
-        scenes = load_scenes(
-            ground_truth,
-            images_folder(ground_truth, images),
-            detector,
-            prompt=prompt,
-            workers=workers,
-            progress=display.update,
-        )
-    result = choose_threshold(scenes, ground_truth)
+    scenes = []
+    for ground_truth in ground_truths:
+        with ProgressDisplay(f"calibrating on {ground_truth.parent.name}", quiet) as display:
+            scenes += load_scenes(
+                ground_truth,
+                images_folder(ground_truth, images),
+                detector,
+                prompt=prompt,
+                workers=workers,
+                progress=display.update,
+            )
+    result = choose_threshold(scenes, ground_truths)
     if write:
         write_calibration(detector.bundle.path, result)
     if not quiet:
