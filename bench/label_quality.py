@@ -5,8 +5,9 @@ rasteriser, tests/drawn_shapes.py; the 56 trained names in one prompt, and the 8
 boxes written, right boxes (label names the object's category and IoU >= 0.5, each object matched
 once), precision and recall, at the defaults (one label per object, the bundle's threshold) and
 with ``--all-labels`` (GLIP's output) at the same threshold; plus mAP@0.5 of GLIP's raw output
-(threshold 0, 100 boxes), which ``glip eval`` reports. The model runs once per image: both rows
-select from its raw output as the Detector does (glipcli.selection).
+(threshold 0, 100 boxes), which ``glip eval`` reports. The defaults include the bundle's
+threshold for classes it was not calibrated on (``glip calibrate --new-names``). The model runs
+once per image: both rows select from its raw output as the Detector does (glipcli.selection).
 
     python -m bench.label_quality --model exported/glip-nano --images 150
     python -m bench.label_quality --model runs/new-nano --threshold 0.4 --json runs/quality.json
@@ -22,10 +23,9 @@ from typing import Any
 
 from glipcli.api import Detector
 from glipcli.calibration import Scene, counts, load_scenes
-from glipcli.evaluation import coco_results
+from glipcli.evaluation import category_prompt, coco_results
 from glipcli.io.coco import load_coco
 from glipcli.metrics import coco_metrics
-from glipcli.selection import Thresholds
 from glipcli.train.synth import HELD_OUT, TRAIN_COMBOS, write_detection_set
 from tests.drawn_shapes import write_drawn_set
 
@@ -55,11 +55,15 @@ def raw_map50(gt: Path, scenes: list[Scene]) -> float:
     return coco_metrics(load_coco(gt), results).map50
 
 
-def measure(detector: Detector, gt: Path, threshold: float) -> dict[str, Any]:
+def measure(detector: Detector, gt: Path, threshold: float | None) -> dict[str, Any]:
+    """The set's figures at ``threshold`` (None: the model's defaults, new-name threshold included)."""
     scenes = load_scenes(gt, gt.parent / "images", detector)
+    prompt, _ = category_prompt(load_coco(gt)["categories"], None)
+    thresholds = detector.thresholds(detector.prepare_prompt(prompt), threshold)
     row: dict[str, Any] = {"images": len(scenes), "objects": sum(len(s.gt_xyxy) for s in scenes)}
+    row["thresholds"] = sorted({thresholds.default, *thresholds.per_label.values()})
     for name, all_labels in (("defaults", False), ("all labels", True)):
-        found = counts(scenes, Thresholds(threshold), all_labels=all_labels)
+        found = counts(scenes, thresholds, all_labels=all_labels)
         row[name] = {"boxes": found.boxes, "right": found.right, "precision": found.precision, "recall": found.recall}
     row["raw mAP@0.5"] = raw_map50(gt, scenes)
     return row
@@ -76,16 +80,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     detector = Detector.load(args.model, threads=args.threads)
     threshold, source = (args.threshold, "given") if args.threshold is not None else detector.default_threshold
-    print(f"model {detector.name} ({detector.bundle.path}), threshold {threshold:g} ({source})")
+    rule = detector.new_name_threshold if args.threshold is None else None
+    new_names = f", {rule[0]:g} for classes outside the {len(rule[1])} calibrated ones" if rule else ""
+    print(f"model {detector.name} ({detector.bundle.path}), threshold {threshold:g} ({source}){new_names}")
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
-        rows = {name: measure(detector, gt, threshold) for name, gt in make_sets(work, args.images).items()}
+        rows = {name: measure(detector, gt, args.threshold) for name, gt in make_sets(work, args.images).items()}
     header = f"{'set':30} {'objects':>7} | {'output':10} {'boxes':>6} {'right':>6} {'precision':>9} {'recall':>6}"
     print(header + " | raw mAP@0.5")
     for name, row in rows.items():
         for i, output in enumerate(("defaults", "all labels")):
             c = row[output]
-            lead = f"{name:30} {row['objects']:>7}" if i == 0 else " " * 38
+            lead = (
+                f"{name:30} {row['objects']:>7}" if i == 0 else f"{'at ' + '/'.join(map(str, row['thresholds'])):>38}"
+            )
             tail = f" | {row['raw mAP@0.5']:.3f}" if i == 0 else " |"
             print(
                 f"{lead} | {output:10} {c['boxes']:>6} {c['right']:>6} {c['precision']:>9.3f} {c['recall']:>6.3f}{tail}"

@@ -32,7 +32,7 @@ from glipcli.io.coco import PIXEL_DECIMALS, SCORE_DECIMALS
 from glipcli.io.images import load_image
 from glipcli.postprocess import RawDetections, level_sizes, merge_chunks, postprocess, rescale_boxes
 from glipcli.preprocess import PreparedImage, batch_images, prepare_image, size_text, with_size
-from glipcli.prompt import Prompt, PromptChunk, encode_prompt, grounding_prompt, parse_prompt
+from glipcli.prompt import Prompt, PromptChunk, encode_prompt, grounding_prompt, name_key, parse_prompt
 from glipcli.runtime.bundle import Bundle, load_bundle, resolve_model
 from glipcli.runtime.engine import Engine, InferenceEngine
 from glipcli.runtime.prompt_store import PromptStore
@@ -283,18 +283,45 @@ class Detector:
             raise BundleError(f"bundle {bundle.path}: manifest calibration has no valid threshold") from None
         return value, f"calibrated on {calibration.get('ground_truth', 'a validation set')}"
 
+    @property
+    def new_name_threshold(self) -> tuple[float, frozenset[str]] | None:
+        """The default threshold of classes the model was not calibrated on, and the name keys
+        (glipcli.prompt.name_key) of those it was: ``glip calibrate --new-names`` records both."""
+        bundle = getattr(self.engine, "bundle", None)
+        calibration = bundle.manifest.get("calibration") if bundle is not None else None
+        if not calibration or "new_names" not in calibration:
+            return None
+        try:
+            value = check_threshold(calibration["new_names"]["threshold"])
+            names = frozenset(name_key(str(name)) for name in calibration["names"])
+        except (TypeError, KeyError, ConfigError):
+            raise BundleError(f"bundle {bundle.path}: manifest calibration.new_names is not valid") from None
+        return value, names
+
     def thresholds(
         self,
         prompt: PreparedPrompt,
         threshold: float | None = None,
         class_thresholds: Mapping[str, float] | None = None,
     ) -> Thresholds:
-        """The threshold of each label of ``prompt``: ``threshold`` (default: :attr:`default_threshold`),
-        except labels with their own (a prompt file's ``>= 0.6``), except classes named in
-        ``class_thresholds``; unknown names and values outside [0, 1] are errors."""
+        """The threshold of each label of ``prompt``: ``threshold`` (default: :attr:`default_threshold`,
+        and :attr:`new_name_threshold` for classes outside the calibrated ones), except labels with
+        their own (a prompt file's ``>= 0.6``), except classes named in ``class_thresholds``;
+        unknown names and values outside [0, 1] are errors."""
         default = self.default_threshold[0] if threshold is None else check_threshold(threshold)
         own = {i: label.threshold for i, label in enumerate(prompt.prompt.labels, 1) if label.threshold is not None}
-        return Thresholds(default, {**own, **per_label_thresholds(prompt.labels, class_thresholds)})
+        return Thresholds(
+            default,
+            {**self.new_name_labels(prompt, threshold), **own, **per_label_thresholds(prompt.labels, class_thresholds)},
+        )
+
+    def new_name_labels(self, prompt: PreparedPrompt, threshold: float | None = None) -> dict[int, float]:
+        """Label id -> the new-name threshold, for the labels it applies to (none when ``threshold`` is given)."""
+        rule = self.new_name_threshold if threshold is None else None
+        if rule is None:
+            return {}
+        value, known = rule
+        return {i: value for i, name in enumerate(prompt.labels, 1) if name_key(name) not in known}
 
     def _iterate(
         self,
@@ -415,11 +442,15 @@ def selection_info(
 ) -> dict[str, Any]:
     """How detections were chosen, for COCO ``info`` and JSON output: the input size, thresholds
     (and where the default came from: ``defaulted`` when none was given) and the selection rule."""
+    new = detector.new_name_labels(prepared, None if defaulted else thresholds.default)
+    own = {i: v for i, v in thresholds.per_label.items() if i not in new or v != new[i]}
+    rule = detector.new_name_threshold if new else None
     return {
         "input_size": detector.size,
         "threshold": thresholds.default,
         "threshold_source": detector.default_threshold[1] if defaulted else "given",
-        "class_thresholds": {prepared.labels[i - 1]: v for i, v in sorted(thresholds.per_label.items())},
+        **({"new_name_threshold": rule[0], "new_names": [prepared.labels[i - 1] for i in sorted(new)]} if rule else {}),
+        "class_thresholds": {prepared.labels[i - 1]: v for i, v in sorted(own.items())},
         "one_label": not all_labels,
         "selection": describe(all_labels),
     }

@@ -6,6 +6,11 @@ maximises F1 of right boxes (2 right / (boxes + objects)) is the model's default
 bundle's manifest under ``calibration``; bundles without one use ``api.DEFAULT_THRESHOLD``. Several
 validation sets, each with its own prompt, are pooled into one choice.
 
+A model scores classes it was trained on higher than classes it never saw, so one threshold
+serves one kind badly. Validation sets of new classes (``--new-names``) choose a second threshold,
+recorded as ``calibration.new_names`` with the list of classes the first one was chosen for
+(``calibration.names``); a prompt's classes outside that list get the second one.
+
 The detector runs once per image at threshold 0 (GLIP's output); every candidate threshold is
 then a filter of the same one-label output, since selection never depends on lower scores.
 """
@@ -29,7 +34,7 @@ from glipcli.io.coco import coco_boxes, load_coco, write_text_atomic
 from glipcli.io.images import decode_or_reason
 from glipcli.io.prefetch import prefetch
 from glipcli.progress import ImageProgress
-from glipcli.prompt import Prompt
+from glipcli.prompt import Prompt, name_key
 from glipcli.runtime.bundle import MANIFEST
 from glipcli.selection import Thresholds, select
 
@@ -199,14 +204,39 @@ def choose_threshold(scenes: Sequence[Scene], ground_truths: Sequence[str | Path
     )
 
 
-def write_calibration(bundle: str | Path, calibration: Calibration) -> Path:
-    """Record the threshold in the bundle's manifest (atomically); graph hashes are untouched, so it loads."""
+def prompt_names(ground_truth: str | Path, prompt: Prompt | None = None) -> list[str]:
+    """The class names a validation set is prompted with (its categories, or ``prompt``'s classes)."""
+    labels, _ = category_prompt(load_coco(ground_truth)["categories"], prompt)
+    return list(labels.names)
+
+
+def check_new_names(known: Sequence[str], new_sets: dict[str, Sequence[str]]) -> None:
+    """A set given for new classes must not hold a class the main threshold is chosen for."""
+    keys = {name_key(name) for name in known}
+    for ground_truth, names in new_sets.items():
+        shared = [name for name in names if name_key(name) in keys]
+        if shared:
+            listed = ", ".join(repr(n) for n in shared[:5]) + (", ..." if len(shared) > 5 else "")
+            raise DataError(f"{ground_truth}: a --new-names set holds classes of the main sets ({listed})")
+
+
+def write_calibration(
+    bundle: str | Path, calibration: Calibration, new_names: tuple[Sequence[str], Calibration] | None = None
+) -> Path:
+    """Record the threshold in the bundle's manifest (atomically); graph hashes are untouched, so it loads.
+
+    ``new_names`` is (the classes ``calibration`` was chosen for, the threshold for all others)."""
     path = Path(bundle) / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BundleError(f"cannot read {path}: {exc}") from None
-    manifest["calibration"] = calibration.to_manifest()
+    record = calibration.to_manifest()
+    if new_names is not None:
+        names, other = new_names
+        record["names"] = list(names)
+        record["new_names"] = {k: v for k, v in other.to_manifest().items() if k not in ("glipcli_version", "date")}
+    manifest["calibration"] = record
     try:
         write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")  # as glip export writes it
     except OSError as exc:

@@ -6,10 +6,13 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
+from glipcli.api import Detector
 from glipcli.calibration import Scene, best_threshold
 from glipcli.cli import app
+from glipcli.selection import Thresholds
 from glipcli.train.synth import HELD_OUT, TRAIN_COMBOS, write_detection_set
 from tests.test_selection import detections
 
@@ -56,3 +59,44 @@ def test_cli_calibrates_on_several_sets_and_refuses_one_images_folder_for_them(t
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == 1 and "--images applies to one GT.json" in refused.output
     assert len(refused.output.strip().splitlines()) == 1 and (bundle / "manifest.json").read_text() == before
+
+
+def test_cli_new_names_sets_choose_a_second_threshold_for_other_classes(tiny_bundle, tmp_path):
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    known = _set(tmp_path / "known", 1, TRAIN_COMBOS[:3])
+    new = _set(tmp_path / "new", 2, tuple(sorted(HELD_OUT))[:2])
+    args = ["calibrate", str(known), "--new-names", str(new), "--model", str(bundle)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "new names' threshold" in result.stdout
+    calibration = json.loads((bundle / "manifest.json").read_text())["calibration"]
+    known_names = sorted(c["name"] for c in json.loads(known.read_text())["categories"])
+    assert calibration["names"] == known_names and calibration["ground_truth"] == "known/annotations.json"
+    other = calibration["new_names"]
+    assert other["ground_truth"] == "new/annotations.json" and other["images"] == 2 and 0 < other["threshold"] < 1
+    detector = Detector.load(bundle, device="cpu")
+    new_name = json.loads(new.read_text())["categories"][0]["name"]
+    prepared = detector.prepare_prompt(f"{known_names[0]}. {new_name}")
+    assert detector.thresholds(prepared) == Thresholds(calibration["threshold"], {2: other["threshold"]})
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--new-names", "{known}"], "holds classes of the main sets ('"),
+        (["--new-names", "{new}", "--prompt-file", "{prompt}"], "--prompt-file and --new-names"),
+        (["--new-names", "{new}", "--images", "{images}"], "--images applies to one GT.json"),
+    ],
+)
+def test_cli_bad_new_names_sets_are_one_line_errors(tiny_bundle, tmp_path, extra, fragment):
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    known = _set(tmp_path / "known", 1, TRAIN_COMBOS[:3])
+    new = _set(tmp_path / "new", 2, tuple(sorted(HELD_OUT))[:2])
+    prompt = tmp_path / "classes.txt"
+    prompt.write_text(" ".join(TRAIN_COMBOS[0]) + "\n")
+    values = {"known": known, "new": new, "prompt": prompt, "images": tmp_path / "known" / "images"}
+    before = (bundle / "manifest.json").read_text()
+    args = ["calibrate", str(known), *[e.format(**values) for e in extra], "--model", str(bundle)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and fragment in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and (bundle / "manifest.json").read_text() == before

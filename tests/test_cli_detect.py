@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from glipcli.api import DEFAULT_THRESHOLD, Detector
 from glipcli.cli import app
 from glipcli.io.images import load_image
+from glipcli.runtime.bundle import resolve_model
 from tests.conftest import needs_reference
 from tests.test_api import scene
 
@@ -266,6 +267,10 @@ def test_info_describes_a_bundle(tiny_bundle):
     assert "mean of its tokens' probabilities (GLIP's MEAN)" in result.stdout
     nano = runner.invoke(app, ["info", "glip-nano"], env={"COLUMNS": "200"})
     assert "geometric mean of its words' probabilities (GEOMEAN)" in nano.stdout, nano.output
+    assert "threshold     0.4 (not calibrated: glip calibrate chooses one)" in result.stdout
+    calibration = json.loads((resolve_model("glip-nano") / "manifest.json").read_text())["calibration"]
+    line = next(line for line in nano.stdout.splitlines() if line.startswith("threshold"))
+    assert f"{calibration['threshold']} (F1 {calibration['f1']} on {calibration['ground_truth']})" in line
     flops = json.loads((tiny_bundle / "manifest.json").read_text())["flops"]
     h, w = flops["image_hw"]
     assert f"GFLOP at {h}x{w}, {flops['tokens']} tokens" in result.stdout

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from glipcli.api import DEFAULT_THRESHOLD, Detector
 from glipcli.calibration import Calibration, write_calibration
 from glipcli.cli import app
-from glipcli.errors import ConfigError, PromptError
+from glipcli.errors import BundleError, ConfigError, PromptError
 from glipcli.prompt import read_prompt_file
 from glipcli.runtime.bundle import load_bundle
 from glipcli.selection import FRAGMENT_INSIDE, Thresholds, one_label_per_object, select
@@ -179,3 +179,57 @@ def test_cli_bad_class_thresholds_are_one_line_errors(calibrated, tmp_path, opti
     assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output
     assert result.stderr.startswith("error: ") and fragment in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "labels.json.journal").exists()
+
+
+@pytest.fixture
+def calibrated_new_names(tiny_bundle, tmp_path):
+    """Calibrated on 'red circle' (0.47) and, for every other class, on a set of new ones (0.2)."""
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "calibrated-new")
+    known = Calibration(0.47, 0.5, 0.5, 0.5, 10, 20, "val/annotations.json", {"seed": 401})
+    new = Calibration(0.2, 0.6, 0.6, 0.6, 10, 20, "val-new/annotations.json", {"seed": 402})
+    write_calibration(bundle, known, (["Red  Circle"], new))
+    return bundle
+
+
+def test_classes_outside_the_calibrated_ones_get_the_new_name_threshold(calibrated_new_names):
+    load_bundle(calibrated_new_names)  # still verifies
+    detector = Detector.load(calibrated_new_names, device="cpu")
+    assert detector.new_name_threshold == (0.2, frozenset({"red circle"}))
+    prepared = detector.prepare_prompt(PROMPT)  # "red circle. blue rectangle": the second is new
+    assert detector.thresholds(prepared) == Thresholds(0.47, {2: 0.2})
+    assert detector.thresholds(prepared, 0.3) == Thresholds(0.3, {})  # a given threshold applies to all
+    assert detector.thresholds(prepared, class_thresholds={"blue rectangle": 0.6}) == Thresholds(0.47, {2: 0.6})
+    raw = detector(scene(), PROMPT, threshold=0.0, max_detections=100, all_labels=True)
+    found = detector(scene(), PROMPT)
+    assert found.confidence[found.data["label_id"] == 1].min(initial=1) >= 0.47
+    new = found.confidence[found.data["label_id"] == 2]
+    assert new.min() >= 0.2 and new.min() < 0.47  # only the new-name threshold lets these through
+    assert len(found) == len(select(raw, Thresholds(0.47, {2: 0.2})))
+
+
+def test_cli_says_which_classes_got_the_new_name_threshold(calibrated_new_names, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "scene.png"
+    Image.fromarray(scene()).save(image)
+    args = ["detect", str(image), PROMPT, "--model", str(calibrated_new_names), "--json", "-"]
+    result = CliRunner().invoke(app, args)
+    doc = json.loads(result.stdout)
+    assert (doc["threshold"], doc["new_name_threshold"], doc["new_names"], doc["class_thresholds"]) == (
+        0.47,
+        0.2,
+        ["blue rectangle"],
+        {},
+    )
+    assert "threshold 0.47 (calibrated on val/annotations.json), 0.2 for 1 new class;" in result.stderr
+    given = json.loads(CliRunner().invoke(app, [*args, "-t", "0.5"]).stdout)
+    assert "new_names" not in given and given["threshold"] == 0.5
+
+
+def test_a_bad_new_name_calibration_is_a_bundle_error(calibrated_new_names):
+    path = calibrated_new_names / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["calibration"]["names"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="calibration.new_names"):
+        Detector.load(calibrated_new_names, device="cpu")(scene(), PROMPT)

@@ -67,6 +67,9 @@ def print_selection(settings: dict[str, Any], out: Console) -> None:
 
     source = "--threshold" if settings["threshold_source"] == "given" else settings["threshold_source"]
     classes = "".join(f", {escape(name)} {value:g}" for name, value in settings["class_thresholds"].items())
+    if "new_names" in settings:
+        count = len(settings["new_names"])
+        classes = f", {settings['new_name_threshold']:g} for {count} new class{'es' if count > 1 else ''}{classes}"
     labels = "one label per object" if settings["one_label"] else "all labels (GLIP's output)"
     out.print(
         f"threshold {settings['threshold']:g} ({escape(source)}){classes}; {labels}", highlight=False, soft_wrap=True

@@ -138,6 +138,15 @@ def calibrate(
         Path | None,
         typer.Option("--prompt-file", "-p", help="Classes to prompt with, as for glip eval (default: the categories)."),
     ] = None,
+    new_names: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--new-names",
+            metavar="GT.json",
+            help="A validation set of classes the model was not trained on (repeatable): chooses a second "
+            "threshold, used for every class outside the main sets' classes.",
+        ),
+    ] = None,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
@@ -153,45 +162,63 @@ def calibrate(
     one-label output (the default of detect and label) the threshold from 0.05 to 0.95 that maximises F1 of right
     boxes is written into the bundle's manifest.json under "calibration"; detect and label then use it when no
     --threshold is given. The graphs are untouched, so the bundle still verifies. Use images the model was not
-    trained on (docs/labels.md). Give several sets to choose one threshold for the kinds of prompt they stand for
-    (e.g. classes the model was trained on, and new ones).
+    trained on (docs/labels.md). Give several sets to choose one threshold for the kinds of prompt they stand for.
+
+    A model scores the classes it was trained on higher than new ones. --new-names sets (of classes it was not
+    trained on) choose a second threshold; the manifest then lists the main sets' classes, and any other class
+    of a prompt gets the second threshold.
 
     [bold]Examples[/]
 
       glip calibrate val/annotations.json --model exported/glip-nano
 
-      glip calibrate val-known/annotations.json val-new/annotations.json --model exported/glip-nano
+      glip calibrate val-known/annotations.json --new-names val-new/annotations.json --model exported/glip-nano
 
       glip calibrate val/annotations.json --model exported/my-model --dry-run
     """
     from glipcli.api import Detector
-    from glipcli.calibration import choose_threshold, load_scenes, write_calibration
+    from glipcli.calibration import (
+        Calibration,
+        check_new_names,
+        choose_threshold,
+        load_scenes,
+        prompt_names,
+        write_calibration,
+    )
     from glipcli.prompt import read_prompt_file
 
-    if images is not None and len(ground_truths) > 1:
+    new_names = new_names or []
+    if images is not None and len(ground_truths) + len(new_names) > 1:
         raise DataError("--images applies to one GT.json: give each set with its images/ folder beside it")
+    if prompt_file is not None and new_names:
+        raise DataError("--prompt-file and --new-names do not go together: each set is prompted with its categories")
     prompt = read_prompt_file(prompt_file) if prompt_file is not None else None
+    known = [name for ground_truth in ground_truths for name in prompt_names(ground_truth, prompt)]
+    check_new_names(known, {str(ground_truth): prompt_names(ground_truth) for ground_truth in new_names})
     detector = Detector.load(model, device=device, threads=threads)
-    scenes = []
-    for ground_truth in ground_truths:
-        with ProgressDisplay(f"calibrating on {ground_truth.parent.name}", quiet) as display:
-            scenes += load_scenes(
-                ground_truth,
-                images_folder(ground_truth, images),
-                detector,
-                prompt=prompt,
-                workers=workers,
-                progress=display.update,
-            )
-    result = choose_threshold(scenes, ground_truths)
+
+    def calibrated(sets: list[Path]) -> Calibration:
+        scenes = []
+        for ground_truth in sets:
+            with ProgressDisplay(f"calibrating on {ground_truth.parent.name}", quiet) as display:
+                folder = images_folder(ground_truth, images)
+                scenes += load_scenes(
+                    ground_truth, folder, detector, prompt=prompt, workers=workers, progress=display.update
+                )
+        return choose_threshold(scenes, sets)
+
+    result = calibrated(ground_truths)
+    other = calibrated(new_names) if new_names else None
     if write:
-        write_calibration(detector.bundle.path, result)
+        write_calibration(detector.bundle.path, result, (sorted(set(known)), other) if other else None)
     if not quiet:
         from rich.markup import escape
 
         where = f"-> {escape(str(detector.bundle.path / 'manifest.json'))}" if write else "(dry run: not written)"
-        console.print(
-            f"threshold [bold]{result.threshold:g}[/]: F1 {result.f1:.3f}, precision {result.precision:.3f}, "
-            f"recall {result.recall:.3f} on {result.images} images, {result.objects} objects {where}",
-            highlight=False,
-        )
+        for what, found in (("threshold", result), ("new names' threshold", other)):
+            if found is not None:
+                console.print(
+                    f"{what} [bold]{found.threshold:g}[/]: F1 {found.f1:.3f}, precision {found.precision:.3f}, "
+                    f"recall {found.recall:.3f} on {found.images} images, {found.objects} objects {where}",
+                    highlight=False,
+                )

@@ -67,6 +67,7 @@ def info(
         ("input", f"short side {cfg.input.min_size}, long side <= {cfg.input.max_size}"),
         ("max query", f"{cfg.language.max_query_len} tokens"),
         ("phrase score", _SCORE_AGGREGATIONS.get(cfg.postprocess.score_agg, cfg.postprocess.score_agg)),
+        ("threshold", _threshold_line(manifest.get("calibration"))),
     ]
     rows += [(f"parity {name}", _parity_line(figures)) for name, figures in manifest.get("parity", {}).items()]
     summary = Table.grid(padding=(0, 2))
@@ -100,3 +101,20 @@ def info(
             )
     else:
         console.print("[bold]tuned prompts[/]: none")
+
+
+def _threshold_line(calibration: dict[str, Any] | None) -> str:
+    """The default threshold and how it was chosen (glip calibrate), as one line."""
+    from glipcli.api import DEFAULT_THRESHOLD
+
+    if not calibration:
+        return f"{DEFAULT_THRESHOLD:g} (not calibrated: glip calibrate chooses one)"
+
+    def chosen(entry: dict[str, Any]) -> str:
+        return f"{entry.get('threshold')} (F1 {entry.get('f1')} on {entry.get('ground_truth', '?')})"
+
+    line = chosen(calibration)
+    if "new_names" in calibration:
+        count = len(calibration.get("names", []))
+        line += f"; classes outside its {count} calibrated ones: {chosen(calibration['new_names'])}"
+    return line
