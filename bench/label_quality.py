@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from glipcli.api import Detector
 from glipcli.calibration import Scene, counts, load_scenes
 from glipcli.evaluation import category_prompt, coco_results
@@ -61,7 +63,7 @@ def measure(detector: Detector, gt: Path, threshold: float | None) -> dict[str, 
     prompt, _ = category_prompt(load_coco(gt)["categories"], None)
     thresholds = detector.thresholds(detector.prepare_prompt(prompt), threshold)
     row: dict[str, Any] = {"images": len(scenes), "objects": sum(len(s.gt_xyxy) for s in scenes)}
-    row["thresholds"] = sorted({thresholds.default, *thresholds.per_label.values()})
+    row["thresholds"] = sorted(set(thresholds.of(np.arange(1, len(prompt.labels) + 1)).tolist()))
     for name, all_labels in (("defaults", False), ("all labels", True)):
         found = counts(scenes, thresholds, all_labels=all_labels)
         row[name] = {"boxes": found.boxes, "right": found.right, "precision": found.precision, "recall": found.recall}
