@@ -27,7 +27,13 @@ from glipcli.errors import ConfigError
 from glipcli.prompt import name_key
 
 ONE_LABEL_IOU = 0.5
-"""Boxes of any labels overlapping this much are one object; the best-scoring label is kept."""
+"""Boxes of any labels overlapping this much are one object; the best-scoring label is kept.
+
+NMS's usual 0.5. Measured with the two-stage glip-nano, best F1 of right boxes over thresholds:
+0.7577 at 0.3 and 0.7571 for 0.4-0.7 on 150 generator scenes (seed 401), 0.8896 for every value on
+150 drawn scenes (seed 701): the same object's boxes under two labels nearly coincide, so the value
+hardly matters; what the one-label output gets wrong is the best label, not the grouping.
+"""
 
 FRAGMENT_INSIDE = 0.5
 """A box with at least this share of its area inside a better-scoring box of its label is a fragment.
