@@ -61,15 +61,22 @@ def stored_config(path: str | Path) -> Mapping | None:
     path = Path(path)
     if path.suffix == ".safetensors" or not path.is_file():
         return None
-    raw = _read_torch(path)
+    raw = _read_torch(path, mmap=True)  # only the pickled structure is read, not the tensors' bytes
     stored = (raw.get("config") or raw.get("model_config")) if isinstance(raw, Mapping) else None
     return stored if isinstance(stored, Mapping) else None
 
 
-def _read_torch(path: Path) -> object:
+def _read_torch(path: Path, mmap: bool = False) -> object:
+    """A torch checkpoint, safely (tensors and plain containers only); ``mmap`` maps the tensors'
+    storage instead of reading it, for the zip format (torch >= 1.6; older files are read whole)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if mmap:
+                try:
+                    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError:  # the legacy (pre-zip) format cannot be mapped
+                    pass
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         unsafe = re.search(r"GLOBAL ([\w.]+)", str(exc))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from glipcli.errors import CheckpointError
-from glipcli.model.checkpoint import load_checkpoint, read_state_dict
+from glipcli.model.checkpoint import load_checkpoint, read_state_dict, stored_config
 from glipcli.model.glip import build_model
 from tests.conftest import tiny_config
 
@@ -146,3 +146,15 @@ def test_glip_t_sized_checkpoint_builds_loads_and_runs(tmp_path):
     n = sum(h * w for h, w in [(32, 40), (16, 20), (8, 10), (4, 5), (2, 3)])
     assert boxes.shape == (1, n, 4) and ctr.shape == (1, n) and logits.shape == (1, n, 5)
     assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_the_stored_config_is_read_from_both_file_formats(tmp_path, tiny_state, zipped, monkeypatch):
+    path = tmp_path / "trained.pth"
+    torch.save({"model": tiny_state, "config": {"name": "mine"}}, path, _use_new_zipfile_serialization=zipped)
+    assert stored_config(path) == {"name": "mine"}
+    monkeypatch.chdir(tmp_path)
+    torch.save({"model": tiny_state, "config": _Exploit()}, path, _use_new_zipfile_serialization=zipped)
+    with pytest.raises(CheckpointError, match="refused"):
+        stored_config(path)
+    assert not (tmp_path / "exploited-by-checkpoint").exists()
