@@ -442,8 +442,10 @@ def selection_info(
 ) -> dict[str, Any]:
     """How detections were chosen, for COCO ``info`` and JSON output: the input size, thresholds
     (and where the default came from: ``defaulted`` when none was given) and the selection rule."""
-    new = detector.new_name_labels(prepared, None if defaulted else thresholds.default)
-    own = {i: v for i, v in thresholds.per_label.items() if i not in new or v != new[i]}
+    # the classes held to the new-name threshold: new ones without a threshold of their own
+    candidates = detector.new_name_labels(prepared) if defaulted else {}
+    new = {i for i, v in candidates.items() if thresholds.per_label.get(i) == v}
+    own = {i: v for i, v in thresholds.per_label.items() if i not in new}
     rule = detector.new_name_threshold if new else None
     return {
         "input_size": detector.size,

@@ -224,6 +224,8 @@ def test_cli_says_which_classes_got_the_new_name_threshold(calibrated_new_names,
     assert "threshold 0.47 (calibrated on val/annotations.json), 0.2 for 1 new class;" in result.stderr
     given = json.loads(CliRunner().invoke(app, [*args, "-t", "0.5"]).stdout)
     assert "new_names" not in given and given["threshold"] == 0.5
+    own = json.loads(CliRunner().invoke(app, [*args, "-T", "blue rectangle=0.3"]).stdout)  # its own wins
+    assert "new_names" not in own and own["class_thresholds"] == {"blue rectangle": 0.3}
 
 
 def test_a_bad_new_name_calibration_is_a_bundle_error(calibrated_new_names):
