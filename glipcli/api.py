@@ -273,30 +273,34 @@ class Detector:
         ``glip calibrate`` records one in the bundle's manifest; other bundles (official GLIP
         exports) get ``DEFAULT_THRESHOLD``.
         """
-        bundle = getattr(self.engine, "bundle", None)
-        calibration = bundle.manifest.get("calibration") if bundle is not None else None
+        calibration = self._calibration
         if calibration is None:
             return DEFAULT_THRESHOLD, "default"
         try:
             value = check_threshold(calibration["threshold"])
         except (TypeError, KeyError, ConfigError):
-            raise BundleError(f"bundle {bundle.path}: manifest calibration has no valid threshold") from None
+            raise BundleError(f"bundle {self.bundle.path}: manifest calibration has no valid threshold") from None
         return value, f"calibrated on {calibration.get('ground_truth', 'a validation set')}"
 
     @property
     def new_name_threshold(self) -> tuple[float, frozenset[str]] | None:
         """The default threshold of classes the model was not calibrated on, and the name keys
         (glipcli.prompt.name_key) of those it was: ``glip calibrate --new-names`` records both."""
-        bundle = getattr(self.engine, "bundle", None)
-        calibration = bundle.manifest.get("calibration") if bundle is not None else None
+        calibration = self._calibration
         if not calibration or "new_names" not in calibration:
             return None
         try:
             value = check_threshold(calibration["new_names"]["threshold"])
             names = frozenset(name_key(str(name)) for name in calibration["names"])
         except (TypeError, KeyError, ConfigError):
-            raise BundleError(f"bundle {bundle.path}: manifest calibration.new_names is not valid") from None
+            raise BundleError(f"bundle {self.bundle.path}: manifest calibration.new_names is not valid") from None
         return value, names
+
+    @property
+    def _calibration(self) -> Any:
+        """The manifest's ``calibration`` entry (None for engines without a bundle, or bundles without one)."""
+        bundle = getattr(self.engine, "bundle", None)
+        return bundle.manifest.get("calibration") if bundle is not None else None
 
     def thresholds(
         self,
