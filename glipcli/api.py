@@ -52,6 +52,9 @@ shows boxes above 0.5, which drops many plausible open-vocabulary matches; 0.4 l
 Bundles calibrated with ``glip calibrate`` carry their own (``calibration`` in the manifest).
 Use 0 with the default max_detections and ``all_labels=True`` for the official output (evaluation).
 """
+BEFORE_TUNING = "before_tuning"
+"""Marks a calibration a tuned bundle copied from its source (chosen on the untuned prompt's scores);
+``glip calibrate`` on the tuned bundle writes a new one without it."""
 
 ImageInput = np.ndarray | str | Path | PreparedImage
 """A path, an (H, W, 3) uint8 array, or an image this detector prepared ahead (:meth:`Detector.prepare`)."""
@@ -271,7 +274,8 @@ class Detector:
         """The threshold used when none is given, and where it comes from.
 
         ``glip calibrate`` records one in the bundle's manifest; other bundles (official GLIP
-        exports) get ``DEFAULT_THRESHOLD``.
+        exports) get ``DEFAULT_THRESHOLD``. A tuned bundle keeps its source's, which the source
+        says (``before tuning``) until the tuned bundle is calibrated itself.
         """
         calibration = self._calibration
         if calibration is None:
@@ -280,7 +284,8 @@ class Detector:
             value = check_threshold(calibration["threshold"])
         except (TypeError, KeyError, ConfigError):
             raise BundleError(f"bundle {self.bundle.path}: manifest calibration has no valid threshold") from None
-        return value, f"calibrated on {calibration.get('ground_truth', 'a validation set')}"
+        tuned = " before tuning" if calibration.get(BEFORE_TUNING) else ""
+        return value, f"calibrated on {calibration.get('ground_truth', 'a validation set')}{tuned}"
 
     @property
     def new_name_threshold(self) -> tuple[float, frozenset[str]] | None:

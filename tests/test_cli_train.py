@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -218,3 +219,23 @@ def test_tuning_an_int8_bundle_is_one_line_and_writes_nothing(gold, tiny_bundle,
     assert result.exit_code == 1 and "holds int8 graphs" in result.stderr and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists() and not any(p.name.startswith(".tuned") for p in out.parent.glob(".*"))
+
+
+def test_a_tuned_bundle_says_its_calibration_predates_tuning_until_calibrated_again(gold, tiny_bundle, tmp_path):
+    from glipcli.api import Detector
+
+    source = tmp_path / "source"
+    shutil.copytree(tiny_bundle, source)
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["calibration"] = {"threshold": 0.3, "ground_truth": "val/annotations.json"}
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    tuned = tmp_path / "tuned"
+    result = invoke("tune", "--data", gold, "--model", source, "--out", tuned, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "calibrated before tuning" in " ".join(result.output.split())
+    assert Detector.load(source).default_threshold == (0.3, "calibrated on val/annotations.json")
+    assert Detector.load(tuned).default_threshold == (0.3, "calibrated on val/annotations.json before tuning")
+    result = invoke("calibrate", gold, "--model", tuned, "-q")
+    assert result.exit_code == 0, result.output
+    value, where = Detector.load(tuned).default_threshold
+    assert where == f"calibrated on {gold.parent.name}/{gold.name}"  # the tuned prompt's own, no longer flagged

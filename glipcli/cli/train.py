@@ -349,3 +349,11 @@ def tune(
         highlight=False,
         soft_wrap=True,
     )
+    if result.bundle.manifest.get("calibration"):
+        console.print(
+            "its default thresholds were calibrated before tuning: "
+            f"glip calibrate VALIDATION.json --model {escape(str(result.bundle.path))} chooses one for the tuned "
+            "prompt (on labelled images not used for tuning)",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from glipcli.api import BEFORE_TUNING
 from glipcli.digests import sha256_file
 from glipcli.errors import CheckpointError, ConfigError
 from glipcli.export.exporter import move_into_place
@@ -232,6 +233,8 @@ def write_tuned_bundle(
                 _link_or_copy(file, work / file.relative_to(bundle.path))
         manifest = copy.deepcopy(bundle.manifest)
         manifest["name"] = name or (bundle.name if bundle.name.endswith("-tuned") else f"{bundle.name}-tuned")
+        if "calibration" in manifest:  # chosen on the untuned scores: kept, and said so until recalibrated
+            manifest["calibration"][BEFORE_TUNING] = True
         prompts = {k: v for k, v in bundle.prompts.items() if k not in replaced}
         for caption, array in features.items():
             relative = f"{PROMPTS_DIR}/{_slug(caption)}.npy"
