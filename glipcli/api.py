@@ -274,8 +274,8 @@ class Detector:
         """The threshold used when none is given, and where it comes from.
 
         ``glip calibrate`` records one in the bundle's manifest; other bundles (official GLIP
-        exports) get ``DEFAULT_THRESHOLD``. A tuned bundle keeps its source's, which the source
-        says (``before tuning``) until the tuned bundle is calibrated itself.
+        exports) get ``DEFAULT_THRESHOLD``. A tuned bundle keeps its source's, and where it comes
+        from ends in ``before tuning`` until the tuned bundle is calibrated itself.
         """
         calibration = self._calibration
         if calibration is None:

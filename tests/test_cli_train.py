@@ -237,5 +237,5 @@ def test_a_tuned_bundle_says_its_calibration_predates_tuning_until_calibrated_ag
     assert Detector.load(tuned).default_threshold == (0.3, "calibrated on val/annotations.json before tuning")
     result = invoke("calibrate", gold, "--model", tuned, "-q")
     assert result.exit_code == 0, result.output
-    value, where = Detector.load(tuned).default_threshold
+    _, where = Detector.load(tuned).default_threshold
     assert where == f"calibrated on {gold.parent.name}/{gold.name}"  # the tuned prompt's own, no longer flagged

@@ -233,7 +233,7 @@ def write_tuned_bundle(
                 _link_or_copy(file, work / file.relative_to(bundle.path))
         manifest = copy.deepcopy(bundle.manifest)
         manifest["name"] = name or (bundle.name if bundle.name.endswith("-tuned") else f"{bundle.name}-tuned")
-        if "calibration" in manifest:  # chosen on the untuned scores: kept, and said so until recalibrated
+        if isinstance(manifest.get("calibration"), dict):  # chosen on the untuned scores: kept, and said so
             manifest["calibration"][BEFORE_TUNING] = True
         prompts = {k: v for k, v in bundle.prompts.items() if k not in replaced}
         for caption, array in features.items():
