@@ -18,7 +18,8 @@ same loss per step; the minutes it saved went to more steps: 13,000 steps of 2 i
 scored 0.661 on the validation set against 9,800 steps in float32 (86 minutes) 0.620, the best
 label's shape right for 0.74 of the objects against 0.68. That was on cores with AVX512-BF16; where
 bfloat16 is emulated (AVX2 only) a bf16 step is 5x slower than fp32, so the trainer falls back to
-fp32 there (glipcli.train.policy.native_bf16) and the 13,000 steps take about 3.6 hours on 2 cores.
+fp32 there (glipcli.train.policy.native_bf16): 0.49 s a step on 2 idle AVX2 cores, so the 13,000 steps take
+about 106 minutes (3.6 hours on a loaded machine).
 A convolutional stem in place of the 4x4 patch embedding (``SwinConfig.stem_channels=(16, 32)``)
 ran 10,000 steps in 99 minutes with other work on the machine (0.59 s a step against the shipped
 run's 0.37; an interleaved measurement of the step alone later gave 1.01x, bench/probes/step_cost.py,
