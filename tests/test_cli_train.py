@@ -177,6 +177,29 @@ def test_pretraining_defaults_are_the_glip_nano_recipe_and_flags_override_them(t
     assert stored["precision"] == "fp32" != NANO_PRETRAIN["precision"]
 
 
+def test_resume_alone_continues_a_pretraining_of_another_config(tmp_path):
+    """A run started with a config file and options resumes with --out and --resume alone, as the
+    --help example says, to the weights of an uninterrupted run."""
+    from glipcli.presets import load_config
+
+    config = load_config("glip-nano").to_dict()
+    config["swin"]["stem_channels"] = [8, 16]
+    (tmp_path / "stem.json").write_text(json.dumps(config))
+    fast = ["--batch-size", "1", "--lr", "0.002", "--seed", "3", "--threads", "1", "-q"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    result = invoke("train", "--config", tmp_path / "stem.json", "--out", full, "--steps", "2", *fast)
+    assert result.exit_code == 0, result.output
+    result = invoke("train", "--config", tmp_path / "stem.json", "--out", part, "--steps", "1", *fast)
+    assert result.exit_code == 0, result.output
+    result = invoke("train", "--out", part, "--resume", "--steps", "2", "--threads", "1", "-q")
+    assert result.exit_code == 0, result.output
+    a, b = (torch.load(run / "model.pth", weights_only=True) for run in (full, part))
+    assert a["config"] == b["config"] and list(a["config"]["swin"]["stem_channels"]) == [8, 16]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    result = invoke("train", "--out", part, "--resume", "--lr", "0.01", "--threads", "1", "-q")
+    assert result.exit_code == 1 and "other training settings (lr)" in result.stderr
+
+
 def test_a_bundle_alone_is_enough_to_tune_label_and_fine_tune(gold, tiny_bundle, tmp_path):
     """The issue's figures, on the tiny bundle: tune with no checkpoint, label with the tuned bundle,
     fine-tune from the bundle and export the result."""

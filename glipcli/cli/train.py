@@ -156,7 +156,9 @@ def train(
             f"{DEFAULT_LR['prompt']:g} (prompt).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the model init and the data.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="Seed of the model init and the data. Default: 0.")
+    ] = None,
     threads: TorchThreadsOption = None,
     precision: Annotated[
         str | None,
@@ -168,7 +170,12 @@ def train(
         ),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out from its last checkpoint, with its model config and the training "
+            "options it was started with (give --steps to train longer).",
+        ),
     ] = False,
     export_to: Annotated[
         Path | None, typer.Option("--export", help="After training, export a verified bundle to this folder.")
@@ -207,6 +214,7 @@ def train(
     """
     require_extra("train", "train")
     from glipcli.train.policy import check_train_options, export_trained, train_config
+    from glipcli.train.trainer import run_setup
 
     check_train_options(
         mode=mode,
@@ -218,7 +226,9 @@ def train(
         export_to=export_to,
         compact=compact,
     )
+    setup = run_setup(out) if resume else None
     cfg = train_config(
+        resumed=setup[1] if setup else None,
         finetuning=data is not None,
         mode=mode,
         steps=steps,
@@ -228,7 +238,7 @@ def train(
         seed=seed,
         threads=threads,
     )
-    if precision is None and cfg.precision != (FINETUNE if data else NANO_PRETRAIN)["precision"]:
+    if setup is None and precision is None and cfg.precision != (FINETUNE if data else NANO_PRETRAIN)["precision"]:
         note = "bf16 would be emulated, ~5x slower"
         console.print(f"this CPU has no native bfloat16: training in {cfg.precision} ({note})")
     model = None
@@ -236,7 +246,8 @@ def train(
         from glipcli.train.pretrain import pretrain_synthetic
 
         with _training_progress(cfg.steps, quiet) as on_step:
-            weights = pretrain_synthetic(config or "glip-nano", out, cfg, resume=resume, on_step=on_step)
+            model_config = config or (setup[0] if setup else "glip-nano")
+            weights = pretrain_synthetic(model_config, out, cfg, resume=resume, on_step=on_step)
     else:
         from glipcli.tokenizer import build_tokenizer
         from glipcli.train.coco_data import load_detection_data, write_issues

@@ -23,6 +23,8 @@ MODES = {"full": "all", "head": "head", "prompt": "prompt"}  # --mode -> TrainCo
 DEFAULT_LR = {"pretrain": NANO_PRETRAIN["lr"], "full": 1e-4, "head": 1e-3, "prompt": 5e-2}
 FINETUNE = {"steps": 3000, "batch_size": 8, "precision": "fp32"}
 """Defaults of fine-tuning; pre-training uses NANO_PRETRAIN."""
+RESUMED = ("steps", "batch_size", "lr", "precision", "seed", "warmup")
+"""Settings a resumed run takes from its checkpoint unless given again (warm-up: fine-tuning's follows --steps)."""
 PROMPT_WEIGHT_DECAY = 0.25  # GLIP's prompt tuning recipe: BASE_LR 0.05, WEIGHT_DECAY 0.25
 TUNE = {"steps": 200, "batch_size": 4, "lr": 1e-2}
 """Defaults of ``glip tune``: a few labelled images learn a prompt in a few hundred steps. At GLIP's
@@ -88,25 +90,31 @@ def train_config(
     batch_size: int | None = None,
     lr: float | None = None,
     precision: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     threads: int | None = None,
+    resumed: dict[str, Any] | None = None,
 ) -> TrainConfig:
     """The run of ``glip train``: glip-nano's recipe for pre-training, FINETUNE's defaults for fine-tuning
     in ``mode``; options given (not None) override either. The recipe's bf16 becomes fp32 on a CPU
-    without native bfloat16 (:func:`native_bf16`); asked for with ``precision``, bf16 is kept."""
+    without native bfloat16 (:func:`native_bf16`); asked for with ``precision``, bf16 is kept.
+
+    ``resumed`` (the settings a run's checkpoint holds, ``trainer.run_setup``) replaces the defaults of
+    the options a user can give, warm-up included, so ``--resume`` needs none of them again."""
     from glipcli.train.trainer import TrainConfig
 
     kind = mode if finetuning else "pretrain"
     settings: dict[str, Any] = dict(FINETUNE if finetuning else NANO_PRETRAIN)
-    settings.update(lr=DEFAULT_LR[kind], seed=seed, threads=threads, checkpoint_every=100)
-    given = (("steps", steps), ("batch_size", batch_size), ("lr", lr), ("precision", precision))
-    settings.update({k: v for k, v in given if v is not None})
-    if precision is None and settings["precision"] == "bf16" and not native_bf16():
-        settings["precision"] = "fp32"
+    settings.update(lr=DEFAULT_LR[kind], seed=0, threads=threads, checkpoint_every=100)
     if finetuning:
-        settings.update(trainable=MODES[mode], warmup=warmup_steps(settings["steps"]))
+        settings.update(trainable=MODES[mode], warmup=warmup_steps(steps or settings["steps"]))
         if mode == "prompt":
             settings.update(weight_decay=PROMPT_WEIGHT_DECAY)
+    if resumed is not None:
+        settings.update({k: resumed[k] for k in RESUMED if k in resumed and (finetuning or k != "warmup")})
+    elif precision is None and settings["precision"] == "bf16" and not native_bf16():
+        settings["precision"] = "fp32"
+    given = (("steps", steps), ("batch_size", batch_size), ("lr", lr), ("precision", precision), ("seed", seed))
+    settings.update({k: v for k, v in given if v is not None})
     return TrainConfig(**settings)
 
 

@@ -151,6 +151,30 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """A run's ``last.pt``, or None when there is none; a torn or foreign file is a one-line error."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file: say which and stop
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise DataError(f"cannot resume from {path}: {detail}") from None
+
+
+def run_setup(out_dir: Path) -> tuple[GLIPConfig, dict[str, Any]] | None:
+    """The model config and training settings the run in ``out_dir`` checkpointed, so a resumed run
+    needs none of its options again; None when there is no checkpoint to resume."""
+    path = Path(out_dir) / LAST
+    state = _load_checkpoint(path)
+    if state is None:
+        return None
+    model_config, settings = state.get("model_config"), state.get("train_config")
+    if not isinstance(model_config, dict) or not isinstance(settings, dict):
+        raise DataError(f"cannot resume from {path}: it records no model config or training settings")
+    return GLIPConfig.from_dict(model_config), settings
+
+
 def _without_postprocess(model_config: Any) -> Any:
     return {k: v for k, v in model_config.items() if k != "postprocess"} if isinstance(model_config, dict) else None
 
@@ -202,13 +226,9 @@ class Trainer:
     def resume(self) -> bool:
         """Continue from ``last.pt`` if there is one; refuses a checkpoint of another setup."""
         path = self.out_dir / LAST
-        if not path.is_file():
+        state = _load_checkpoint(path)
+        if state is None:
             return False
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a torn or foreign file: say which and stop
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise DataError(f"cannot resume from {path}: {detail}") from None
         # Post-processing is applied after the model and does not change what a run learns.
         if _without_postprocess(state.get("model_config")) != _without_postprocess(self.model.cfg.to_dict()):
             raise ConfigError(f"{path} was written for another model config; use another --out")

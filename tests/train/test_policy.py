@@ -54,6 +54,18 @@ def test_fine_tuning_defaults_per_mode_and_given_options_win(mode, trainable):
     assert (given.steps, given.batch_size, given.lr, given.precision, given.warmup) == (50, 2, 0.01, "bf16", 5)
 
 
+def test_a_resumed_run_keeps_its_settings_unless_given_again():
+    """`glip train --resume` needs none of the options the run was started with; --steps extends it
+    without moving fine-tuning's warm-up, which the checkpoint's run followed."""
+    stored = train_config(finetuning=True, steps=1200, batch_size=4, lr=1e-4, seed=7).to_dict()
+    resumed = train_config(finetuning=True, resumed=stored)
+    assert resumed.to_dict() == stored
+    longer = train_config(finetuning=True, resumed=stored, steps=2000)
+    assert (longer.steps, longer.warmup, longer.lr, longer.seed) == (2000, 120, 1e-4, 7)
+    stored = train_config(finetuning=False, precision="fp32", batch_size=3).to_dict()
+    assert train_config(finetuning=False, resumed=stored, lr=0.01).to_dict() == {**stored, "lr": 0.01}
+
+
 def test_tuning_is_prompt_tuning_with_glips_recipe_at_a_fifth_of_its_rate():
     cfg = tune_config(steps=100)
     assert (cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup) == (100, 4, 0.01, 10)
