@@ -264,7 +264,7 @@ def train(
             pseudo_images=pseudo_images,
             pseudo_threshold=pseudo_threshold,
             pseudo_nms=pseudo_nms,
-            seed=seed,
+            seed=cfg.seed,
         )
         out.mkdir(parents=True, exist_ok=True)
         _print_data(source, write_issues(source, out))
