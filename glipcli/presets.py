@@ -21,9 +21,9 @@ _GLIP_L = GLIPConfig(
 )
 _GLIP_NANO = GLIPConfig(
     name="glip-nano",
-    # The 4x4 patch embedding: a conv stem (stem_channels=(16, 32)) trained 10,000 steps on a loaded
-    # machine scored lower on every test set (docs/glip-nano.md); at 13,000 steps (it costs 1.01x a
-    # step) it is the next run to try, so the shipped model keeps GLIP's until then.
+    # The 4x4 patch embedding: a conv stem (stem_channels=(16, 32)), trained 10,000 and then 13,000
+    # steps plus the second stage, named shapes a little better and colours worse, and lost at the
+    # defaults on every label-quality set but one (docs/glip-nano.md), so glip-nano keeps GLIP's.
     swin=SwinConfig(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=7),
     language=LanguageConfig(bert=dict(MINILM_L6), max_query_len=256),
     head=HeadConfig(
