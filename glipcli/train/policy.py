@@ -24,7 +24,8 @@ DEFAULT_LR = {"pretrain": NANO_PRETRAIN["lr"], "full": 1e-4, "head": 1e-3, "prom
 FINETUNE = {"steps": 3000, "batch_size": 8, "precision": "fp32"}
 """Defaults of fine-tuning; pre-training uses NANO_PRETRAIN."""
 RESUMED = ("steps", "batch_size", "lr", "precision", "seed", "warmup")
-"""Settings a resumed run takes from its checkpoint unless given again (warm-up: fine-tuning's follows --steps)."""
+"""Settings a resumed run takes from its checkpoint unless given again (fine-tuning derives its warm-up from
+--steps; a resumed run keeps the one it started with, so --steps can extend it)."""
 PROMPT_WEIGHT_DECAY = 0.25  # GLIP's prompt tuning recipe: BASE_LR 0.05, WEIGHT_DECAY 0.25
 TUNE = {"steps": 200, "batch_size": 4, "lr": 1e-2}
 """Defaults of ``glip tune``: a few labelled images learn a prompt in a few hundred steps. At GLIP's
