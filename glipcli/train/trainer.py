@@ -151,12 +151,13 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """A run's ``last.pt``, or None when there is none; a torn or foreign file is a one-line error."""
+def _load_checkpoint(path: Path, *, mmap: bool = False) -> dict[str, Any] | None:
+    """A run's ``last.pt``, or None when there is none; a torn or foreign file is a one-line error.
+    ``mmap`` maps the tensors instead of reading them, for callers that only want the configs."""
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # a torn or foreign file: say which and stop
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise DataError(f"cannot resume from {path}: {detail}") from None
@@ -166,7 +167,7 @@ def run_setup(out_dir: Path) -> tuple[GLIPConfig, dict[str, Any]] | None:
     """The model config and training settings the run in ``out_dir`` checkpointed, so a resumed run
     needs none of its options again; None when there is no checkpoint to resume."""
     path = Path(out_dir) / LAST
-    state = _load_checkpoint(path)
+    state = _load_checkpoint(path, mmap=True)  # the trainer reads the tensors once, when it resumes
     if state is None:
         return None
     model_config, settings = state.get("model_config"), state.get("train_config")
