@@ -18,24 +18,33 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from glipcli.config import GLIPConfig, InputConfig
+from glipcli.config import GLIPConfig, InputConfig, PostprocessConfig
 from glipcli.detections import Found
 from glipcli.errors import BundleError, ConfigError, ImageError, PromptError
 from glipcli.io.coco import PIXEL_DECIMALS, SCORE_DECIMALS
 from glipcli.io.images import load_image
-from glipcli.postprocess import RawDetections, level_sizes, merge_chunks, postprocess, rescale_boxes
-from glipcli.preprocess import PreparedImage, batch_images, prepare_image, size_text, with_size
+from glipcli.postprocess import (
+    RawDetections,
+    level_sizes,
+    merge_chunks,
+    merge_scales,
+    postprocess,
+    rescale_boxes,
+    select_candidates,
+)
+from glipcli.preprocess import PreparedImage, batch_images, prepare_image
 from glipcli.prompt import Prompt, PromptChunk, encode_prompt, grounding_prompt, name_key, parse_prompt
 from glipcli.runtime.bundle import Bundle, load_bundle, resolve_model
 from glipcli.runtime.engine import Engine, InferenceEngine
 from glipcli.runtime.prompt_store import PromptStore
+from glipcli.scales import ScalePass, parse_scales, scales_text
 from glipcli.selection import Thresholds, check_threshold, describe, per_label_thresholds, select
 from glipcli.tokenizer import load_tokenizer
 
@@ -85,11 +94,15 @@ class Detector:
         prompt_store: PromptStore | None = None,
     ) -> None:
         """``tokenizer`` is a Tokenizer, or the ``tokenizer.json`` to load when a prompt is first
-        tokenised; ``prompt_store`` keeps tokenised prompts between runs (see :meth:`load`)."""
+        tokenised; ``prompt_store`` keeps tokenised prompts between runs (see :meth:`load`).
+        ``size`` defaults to the size the bundle was calibrated at (:attr:`size`)."""
         self.engine = engine
         self._tokenizer_source = tokenizer
         self._prompts = prompt_store
-        self.input: InputConfig = with_size(engine.config.input, size)
+        self.scales: tuple[ScalePass, ...] = parse_scales(
+            size if size is not None else self._calibrated_size(), engine.config.input
+        )
+        self.input: InputConfig = self.scales[0].input
 
     @property
     def _tokenizer(self) -> Tokenizer:
@@ -109,13 +122,14 @@ class Detector:
         """A bundle by path or name (default ``glip-nano``); ``device`` is auto, cpu, cuda or tensorrt.
 
         ``size`` (``480``, ``"480:800"`` or ``(480, 800)``: SHORT[:MAX_LONG] pixels) replaces the
-        model's test size, trading accuracy for speed (glipcli.preprocess.with_size); it is checked
-        before the model loads.
+        model's test size, trading accuracy for speed (glipcli.preprocess.with_size); several,
+        ``"384,768@0-96"``, run GLIP's multi-scale test (glipcli.scales). It is checked before the
+        model loads.
         """
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
         bundle = load_bundle(resolve_model(model))
-        with_size(bundle.config.input, size)  # a bad size fails before the sessions load
+        parse_scales(size, bundle.config.input)  # a bad size fails before the sessions load
         # The tokenizer loads when a prompt is not in the prompt store: a prompt used before needs none.
         prompts = PromptStore.for_tokenizer(bundle.manifest["tokenizer"]["sha256"])
         tokenizer: Tokenizer | Path = bundle.tokenizer_path if prompts else load_tokenizer(bundle.tokenizer_path)
@@ -136,8 +150,21 @@ class Detector:
 
     @property
     def size(self) -> str:
-        """The test size images are resized to, ``"SHORT:MAX_LONG"`` (the model's unless ``size`` was given)."""
-        return size_text(self.input)
+        """The test size images are resized to, ``"SHORT:MAX_LONG"``, or the sizes of a multi-scale
+        test (``"384:768,768:1536@0-96"``): ``size`` if given, else the size the bundle's threshold was
+        calibrated at (manifest ``calibration.input_size``), else the model's."""
+        return scales_text(self.scales)
+
+    def _calibrated_size(self) -> str | None:
+        calibration = self._calibration
+        size = calibration.get("input_size") if isinstance(calibration, dict) else None
+        if size is None:
+            return None
+        try:
+            parse_scales(size, self.engine.config.input)
+        except ConfigError as exc:
+            raise BundleError(f"bundle {self.bundle.path}: manifest calibration.input_size: {exc}") from None
+        return str(size)
 
     @property
     def tuned_captions(self) -> frozenset[str]:
@@ -150,10 +177,17 @@ class Detector:
 
         Detection accepts the result in place of the image, so callers can prepare images ahead
         in threads (``glip label`` does, beside the model) and keep the model busy. Only this
-        detector's (or one of the same size) prepared images are valid input.
+        detector's (or one of the same sizes) prepared images are valid input. A multi-scale
+        detector prepares every size (the first, with the others in ``others``).
         """
         source = _as_input(image, bgr)
-        return source if isinstance(source, PreparedImage) else prepare_image(source, self.input)
+        if isinstance(source, PreparedImage):
+            if len(source.others) != len(self.scales) - 1:
+                sizes = len(source.others) + 1
+                raise ImageError(f"an image prepared for {sizes} sizes; this detector runs {self.size}")
+            return source
+        first, *rest = (prepare_image(source, scale.input) for scale in self.scales)
+        return dataclasses.replace(first, others=tuple(rest)) if rest else first
 
     def prepare_prompt(
         self, prompt: str | Prompt | PreparedPrompt, ground: Sequence[str] | None = None
@@ -368,14 +402,35 @@ class Detector:
         self, inputs: list[np.ndarray | PreparedImage], prepared: PreparedPrompt, limit: int
     ) -> list[RawDetections]:
         """Official post-processing per image and chunk, chunks merged, boxes in original pixels."""
-        cfg = self.config
         images = [self.prepare(image) for image in inputs]
         # text first: a prompt in no cache loads the text session while the image graphs still load
         features_of = [self.engine.encode_text(chunk) for chunk in prepared.chunks]
-        tensor = batch_images(images, cfg.input.size_divisibility)
+        post = dataclasses.replace(self.config.postprocess, detections_per_img=limit)
+        if len(self.scales) == 1 and self.scales[0].keeps_all:
+            parts = self._run_scale(images, prepared, features_of, _postprocessed(post))
+            return [_to_original(merge_chunks(p, limit), image) for p, image in zip(parts, images, strict=True)]
+        # multi-scale test: each pass's candidates before NMS, kept by its range, in original pixels
+        by_scale = []
+        for k, scale in enumerate(self.scales):
+            at_scale = [image if k == 0 else image.others[k - 1] for image in images]
+            by_scale.append(self._run_scale(at_scale, prepared, features_of, _candidates(scale, post)))
+        return [
+            merge_chunks([merge_scales(per_chunk, post.nms_thresh, limit) for per_chunk in zip(*per_scale)], limit)
+            for per_scale in zip(*by_scale, strict=True)
+        ]
+
+    def _run_scale(
+        self,
+        images: list[PreparedImage],
+        prepared: PreparedPrompt,
+        features_of: list[np.ndarray],
+        finish: Finish,
+    ) -> list[list[RawDetections]]:
+        """Per image, per chunk: ``finish(boxes, centerness, token_logits, level_hw, chunk, image)``
+        of the head's outputs on the batch ``images`` (one size)."""
+        tensor = batch_images(images, self.config.input.size_divisibility)
         levels = self.engine.backbone(tensor)
-        level_hw = level_sizes(tensor.shape[-2:], cfg.anchors.strides)
-        post = dataclasses.replace(cfg.postprocess, detections_per_img=limit)
+        level_hw = level_sizes(tensor.shape[-2:], self.config.anchors.strides)
         parts: list[list[RawDetections]] = [[] for _ in images]
         for chunk, features in zip(prepared.chunks, features_of, strict=True):
             count = len(images)
@@ -385,19 +440,8 @@ class Detector:
                 np.broadcast_to(chunk.attention_mask, (count, len(chunk.attention_mask))),
             )
             for i, image in enumerate(images):
-                parts[i].append(
-                    postprocess(
-                        out.boxes[i],
-                        out.centerness[i],
-                        out.token_logits[i],
-                        level_hw,
-                        chunk.positive_map,
-                        image.resized_hw,
-                        post,
-                        chunk.token_words,
-                    )
-                )
-        return [_to_original(merge_chunks(p, limit), image) for p, image in zip(parts, images, strict=True)]
+                parts[i].append(finish(out.boxes[i], out.centerness[i], out.token_logits[i], level_hw, chunk, image))
+        return parts
 
     def _max_detections(self, max_detections: int | None) -> int:
         if max_detections is None:
@@ -433,6 +477,49 @@ def _as_input(image: ImageInput, bgr: bool) -> np.ndarray | PreparedImage:
 
 def _to_original(raw: RawDetections, image: PreparedImage) -> RawDetections:
     return RawDetections(rescale_boxes(raw.boxes, image.resized_hw, image.original_hw), raw.scores, raw.labels)
+
+
+Finish = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int]], PromptChunk, PreparedImage], RawDetections
+]
+"""What becomes of one image's head outputs for one chunk (:meth:`Detector._run_scale`)."""
+
+
+def _postprocessed(post: PostprocessConfig) -> Finish:
+    """The official post-processing, in the image's resized pixels (one test size)."""
+
+    def finish(
+        boxes: np.ndarray,
+        centerness: np.ndarray,
+        logits: np.ndarray,
+        level_hw: list[tuple[int, int]],
+        chunk: PromptChunk,
+        image: PreparedImage,
+    ) -> RawDetections:
+        return postprocess(
+            boxes, centerness, logits, level_hw, chunk.positive_map, image.resized_hw, post, chunk.token_words
+        )
+
+    return finish
+
+
+def _candidates(scale: ScalePass, post: PostprocessConfig) -> Finish:
+    """One multi-scale pass: the candidates NMS would see, those in ``scale``'s range, in original pixels."""
+
+    def finish(
+        boxes: np.ndarray,
+        centerness: np.ndarray,
+        logits: np.ndarray,
+        level_hw: list[tuple[int, int]],
+        chunk: PromptChunk,
+        image: PreparedImage,
+    ) -> RawDetections:
+        found = select_candidates(
+            boxes, centerness, logits, level_hw, chunk.positive_map, image.resized_hw, post, chunk.token_words
+        )
+        return _to_original(found.take(np.flatnonzero(scale.keep(found.boxes))), image)
+
+    return finish
 
 
 def _to_found(raw: RawDetections, labels: Sequence[str], threshold: float) -> Found:

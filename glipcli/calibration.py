@@ -87,6 +87,7 @@ class Calibration:
     objects: int
     ground_truth: str  # its folder and file name
     data: dict[str, Any]  # the ground truth's COCO info (e.g. the generator's seed)
+    input_size: str | None = None  # the test size(s) it was chosen at: the bundle's default size
 
     def to_manifest(self) -> dict[str, Any]:
         return {
@@ -185,8 +186,11 @@ def _decoded(folder: Path, entries: list[dict[str, Any]], workers: int) -> Itera
     return prefetch(decode_or_reason, (folder / entry["file_name"] for entry in entries), workers)
 
 
-def choose_threshold(scenes: Sequence[Scene], ground_truths: Sequence[str | Path]) -> Calibration:
-    """The threshold of best F1 over the scenes, and its figures, as the manifest records them.
+def choose_threshold(
+    scenes: Sequence[Scene], ground_truths: Sequence[str | Path], input_size: str | None = None
+) -> Calibration:
+    """The threshold of best F1 over the scenes (detected at ``input_size``), and its figures, as the
+    manifest records them.
 
     Scenes of several validation sets (each prompted with its own classes, e.g. the classes a model
     was trained on and ones it never saw) are pooled: one threshold for both kinds of prompt."""
@@ -201,6 +205,7 @@ def choose_threshold(scenes: Sequence[Scene], ground_truths: Sequence[str | Path
         objects=best.objects,
         ground_truth=" + ".join(f"{Path(gt).parent.name}/{Path(gt).name}" for gt in ground_truths),
         data=infos[0] if len(infos) == 1 else {"sets": infos},
+        input_size=input_size,
     )
 
 
@@ -235,7 +240,8 @@ def write_calibration(
     if new_names is not None:
         names, other = new_names
         record["names"] = list(names)
-        record["new_names"] = {k: v for k, v in other.to_manifest().items() if k not in ("glipcli_version", "date")}
+        skip = ("glipcli_version", "date", "input_size")
+        record["new_names"] = {k: v for k, v in other.to_manifest().items() if k not in skip}
     manifest["calibration"] = record
     try:
         write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")  # as glip export writes it

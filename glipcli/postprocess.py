@@ -244,8 +244,19 @@ def postprocess(
     candidates = select_candidates(
         boxes, centerness, token_logits, level_hw, positive_map, resized_hw, cfg, token_words
     )
-    result = candidates.take(nms(candidates.boxes, candidates.scores, candidates.labels, cfg.nms_thresh))
-    count, limit = len(result), cfg.detections_per_img
+    return _suppressed(candidates, cfg.nms_thresh, cfg.detections_per_img)
+
+
+def merge_scales(parts: Sequence[RawDetections], nms_thresh: float, limit: int) -> RawDetections:
+    """One chunk's candidates from several test scales (original pixels, each scale's range kept)
+    as one result: NMS per label over all of them, then the best ``limit``, sorted by score, as the
+    official multi-scale test merges them (``merge_result_from_multi_scales``)."""
+    return _suppressed(_concatenate([empty_detections(), *parts]), nms_thresh, limit)
+
+
+def _suppressed(candidates: RawDetections, nms_thresh: float, limit: int) -> RawDetections:
+    result = candidates.take(nms(candidates.boxes, candidates.scores, candidates.labels, nms_thresh))
+    count = len(result)
     if count > limit > 0:
         # keep every score >= the limit-th largest (kthvalue), so ties at the cut all stay
         cut = np.partition(result.scores, count - limit)[count - limit]

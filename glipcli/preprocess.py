@@ -93,6 +93,7 @@ class PreparedImage:
     tensor: np.ndarray  # (3, Hp, Wp) float32, normalised, zero-padded bottom/right
     resized_hw: tuple[int, int]  # un-padded resized size: boxes are clipped to it
     original_hw: tuple[int, int]
+    others: tuple[PreparedImage, ...] = ()  # the same image at a multi-scale test's further sizes
 
 
 def _padded(length: int, size_divisibility: int) -> int:

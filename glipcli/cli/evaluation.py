@@ -150,6 +150,7 @@ def calibrate(
     model: ModelOption = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
+    size: SizeOption = None,
     workers: WorkersOption = 2,
     write: Annotated[
         bool, typer.Option("--write/--dry-run", help="Record the threshold in the bundle's manifest (default).")
@@ -168,6 +169,9 @@ def calibrate(
     trained on) choose a second threshold; the manifest then lists the main sets' classes, and any other class
     of a prompt gets the second threshold.
 
+    The threshold holds for the input size it was chosen at, so that size is recorded with it and becomes the
+    bundle's default size (--size to choose another, e.g. a multi-scale test: glip eval --size measures it first).
+
     [bold]Examples[/]
 
       glip calibrate val/annotations.json --model exported/glip-nano
@@ -175,6 +179,8 @@ def calibrate(
       glip calibrate val-known/annotations.json --new-names val-new/annotations.json --model exported/glip-nano
 
       glip calibrate val/annotations.json --model exported/my-model --dry-run
+
+      glip calibrate val/annotations.json --size 384,768@0-96 --model exported/my-model
     """
     from glipcli.api import Detector
     from glipcli.calibration import (
@@ -195,7 +201,7 @@ def calibrate(
     prompt = read_prompt_file(prompt_file) if prompt_file is not None else None
     known = [name for ground_truth in ground_truths for name in prompt_names(ground_truth, prompt)]
     check_new_names(known, {str(ground_truth): prompt_names(ground_truth) for ground_truth in new_names})
-    detector = Detector.load(model, device=device, threads=threads)
+    detector = Detector.load(model, device=device, threads=threads, size=size)
 
     def calibrated(sets: list[Path]) -> Calibration:
         scenes = []
@@ -205,7 +211,7 @@ def calibrate(
                 scenes += load_scenes(
                     ground_truth, folder, detector, prompt=prompt, workers=workers, progress=display.update
                 )
-        return choose_threshold(scenes, sets)
+        return choose_threshold(scenes, sets, detector.size)
 
     result = calibrated(ground_truths)
     other = calibrated(new_names) if new_names else None

@@ -64,7 +64,7 @@ def info(
         ("source", f"{source.get('checkpoint', '?')} (sha256 {str(source.get('sha256', '?'))[:12]})"),
         ("created", f"{manifest.get('created', '?')} with glipcli {manifest.get('glipcli_version', '?')}"),
         ("architecture", f"{cfg.name}: Swin {cfg.swin.embed_dim}x{list(cfg.swin.depths)}, text {cfg.language.dim}-d"),
-        ("input", f"short side {cfg.input.min_size}, long side <= {cfg.input.max_size}"),
+        ("input", _input_line(cfg.input, manifest.get("calibration"))),
         ("max query", f"{cfg.language.max_query_len} tokens"),
         ("phrase score", _SCORE_AGGREGATIONS.get(cfg.postprocess.score_agg, cfg.postprocess.score_agg)),
         ("threshold", _threshold_line(manifest.get("calibration"))),
@@ -101,6 +101,15 @@ def info(
             )
     else:
         console.print("[bold]tuned prompts[/]: none")
+
+
+def _input_line(model_input: Any, calibration: dict[str, Any] | None) -> str:
+    """The model's test size, and the size(s) detection uses by default when calibrated at others."""
+    line = f"short side {model_input.min_size}, long side <= {model_input.max_size}"
+    size = (calibration or {}).get("input_size")
+    if size and size != f"{model_input.min_size}:{model_input.max_size}":
+        line += f"; by default {size} (--size), as calibrated"
+    return line
 
 
 def _threshold_line(calibration: dict[str, Any] | None) -> str:
