@@ -2,7 +2,7 @@
 head, post-processing), sizes interleaved round by round in one process, ratios to the model's own
 size. Accuracy at the same sizes comes from ``glip eval --size`` (docs/speed.md).
 
-    python -m bench.sizes --model exported/glip-nano --sizes 384:768,448,320,256,192
+    python -m bench.sizes --model exported/glip-nano --sizes 384,768@0-96 384:768 448 320 256 192
 """
 
 from __future__ import annotations
@@ -65,13 +65,17 @@ def print_result(result: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="glip-nano", help="bundle name or path (default glip-nano)")
-    parser.add_argument("--sizes", default="384:768,448,320,256", help="comma-separated SHORT[:MAX_LONG], first = 1x")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["384:768", "448", "320", "256"],
+        help="sizes as --size takes them, space-separated (a multi-scale one holds commas), first = 1x",
+    )
     parser.add_argument("--images", type=int, default=4, help="generated images (default 4)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per graph")
     args = parser.parse_args()
-    sizes = [size.strip() for size in args.sizes.split(",") if size.strip()]
-    print_result(measure(args.model, sizes, args.images, args.repeats, args.threads))
+    print_result(measure(args.model, args.sizes, args.images, args.repeats, args.threads))
 
 
 if __name__ == "__main__":

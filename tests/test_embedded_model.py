@@ -15,7 +15,7 @@ from glipcli.cli import app
 from glipcli.evaluation import evaluate_folder
 from glipcli.runtime.bundle import embedded_models_dir
 from glipcli.selection import FRAGMENT_INSIDE
-from glipcli.train.synth import HELD_OUT, TRAIN_COMBOS
+from glipcli.train.synth import HELD_OUT, TRAIN_COMBOS, write_detection_set
 from tests.drawn_shapes import write_drawn_set
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -69,6 +69,21 @@ def test_embedded_model_tells_the_example_classes_apart():
     assert report.metrics.map50 > 0.87
 
 
+def test_embedded_model_runs_three_passes_and_they_beat_one(tmp_path):
+    """glip-nano's default input is the three passes it was calibrated at (docs/labels.md): the image
+    at 384, at 768 for small boxes and at 256 for large ones. On 32 fresh generator scenes of the 56
+    trained names (a seed no training, calibration or figure uses) they must beat the single pass:
+    measured mAP@0.5 0.821 against 0.734 on the 200-scene test set, here 0.829 against 0.723 (seeds
+    612 and 613: 0.885 / 0.813, 0.812 / 0.768). Fails if the default goes back to one pass, or if
+    the other passes stop adding what the first misses."""
+    detector = Detector.load()
+    assert detector.size == "384:768,768:1536@0-96,256:512@64-"
+    gt = write_detection_set(tmp_path, 32, 611, TRAIN_COMBOS)
+    three = evaluate_folder(gt, tmp_path / "images", detector=detector).metrics.map50
+    one = evaluate_folder(gt, tmp_path / "images", detector=Detector.load(size=384)).metrics.map50
+    assert three > one + 0.03, (three, one)
+
+
 @pytest.mark.parametrize(
     "combos, images, white, floor",
     [(TRAIN_COMBOS, 24, False, 0.87), (sorted(HELD_OUT), 16, False, 0.95), (TRAIN_COMBOS, 24, True, 0.85)],
@@ -107,9 +122,10 @@ def _detect_json(*options: str) -> list[dict]:
 
 def test_one_label_keeps_the_best_label_of_each_object():
     """The default (also --one-label) against GLIP's output (--all-labels): fails if the default goes back
-    to several labels per object."""
-    every, one = _detect_json("--all-labels"), _detect_json()
-    assert one == _detect_json("--one-label")
+    to several labels per object. At 0.4, below the calibrated threshold, so that GLIP's output has
+    objects named twice whatever the calibration."""
+    every, one = _detect_json("--all-labels", "-t", "0.4"), _detect_json("-t", "0.4")
+    assert one == _detect_json("--one-label", "-t", "0.4")
     boxes = lambda ds: np.array([d["box_xyxy"] for d in ds], dtype=np.float32)  # noqa: E731
     overlap = box_iou_batch(boxes(every), boxes(every)) >= 0.5
     labels = np.array([d["label"] for d in every])

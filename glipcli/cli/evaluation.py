@@ -180,7 +180,7 @@ def calibrate(
 
       glip calibrate val/annotations.json --model exported/my-model --dry-run
 
-      glip calibrate val/annotations.json --size 384,768@0-96 --model exported/my-model
+      glip calibrate val/annotations.json --size 384,768@0-96,256@64- --model exported/my-model
     """
     from glipcli.api import Detector
     from glipcli.calibration import (

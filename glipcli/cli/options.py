@@ -24,7 +24,7 @@ SizeOption = Annotated[
         help="Resize images to this shorter side (longer side at most MAX_LONG; default keeps the model's ratio) "
         "instead of the model's size: smaller is faster and finds fewer small objects (docs/speed.md). "
         "Several, comma-separated, run GLIP's multi-scale test; SIZE@LOW-HIGH keeps only that pass's boxes "
-        "of sqrt(area) in LOW-HIGH pixels (e.g. 384,768@0-96: glip-nano's default, docs/labels.md).",
+        "of sqrt(area) in LOW-HIGH pixels (glip-nano's default: 384,768@0-96,256@64-; docs/labels.md).",
         show_default=False,
     ),
 ]
