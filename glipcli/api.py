@@ -184,7 +184,7 @@ class Detector:
         if isinstance(source, PreparedImage):
             if len(source.others) != len(self.scales) - 1:
                 sizes = len(source.others) + 1
-                raise ImageError(f"an image prepared for {sizes} sizes; this detector runs {self.size}")
+                raise ImageError(f"an image prepared for {sizes} input size(s); this detector runs {self.size}")
             return source
         first, *rest = (prepare_image(source, scale.input) for scale in self.scales)
         return dataclasses.replace(first, others=tuple(rest)) if rest else first

@@ -113,7 +113,7 @@ def test_a_larger_pass_adds_boxes_of_its_range_only(tiny_bundle):
 def test_images_prepared_for_other_sizes_are_refused(tiny_bundle):
     multi = Detector.load(tiny_bundle, device="cpu", size="128,256@0-40")
     prepared = Detector.load(tiny_bundle, device="cpu").prepare(scene())
-    with pytest.raises(ImageError, match="prepared for 1 sizes"):
+    with pytest.raises(ImageError, match=r"prepared for 1 input size\(s\)"):
         multi(prepared, PROMPT)
     assert len(multi.prepare(scene()).others) == 1
     assert len(multi(multi.prepare(scene()), PROMPT, threshold=0.0)) > 0
