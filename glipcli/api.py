@@ -17,6 +17,7 @@ the detections are the same (checked against the reference within 2e-4 px) at ha
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -407,13 +408,14 @@ class Detector:
         features_of = [self.engine.encode_text(chunk) for chunk in prepared.chunks]
         post = dataclasses.replace(self.config.postprocess, detections_per_img=limit)
         if len(self.scales) == 1 and self.scales[0].keeps_all:
-            parts = self._run_scale(images, prepared, features_of, _postprocessed(post))
+            parts = self._run_scale(images, prepared, features_of, functools.partial(_pass_output, post, None))
             return [_to_original(merge_chunks(p, limit), image) for p, image in zip(parts, images, strict=True)]
         # multi-scale test: each pass's candidates before NMS, kept by its range, in original pixels
         by_scale = []
         for k, scale in enumerate(self.scales):
             at_scale = [image if k == 0 else image.others[k - 1] for image in images]
-            by_scale.append(self._run_scale(at_scale, prepared, features_of, _candidates(scale, post)))
+            finish = functools.partial(_pass_output, post, scale)
+            by_scale.append(self._run_scale(at_scale, prepared, features_of, finish))
         return [
             merge_chunks([merge_scales(per_chunk, post.nms_thresh, limit) for per_chunk in zip(*per_scale)], limit)
             for per_scale in zip(*by_scale, strict=True)
@@ -485,41 +487,24 @@ Finish = Callable[
 """What becomes of one image's head outputs for one chunk (:meth:`Detector._run_scale`)."""
 
 
-def _postprocessed(post: PostprocessConfig) -> Finish:
-    """The official post-processing, in the image's resized pixels (one test size)."""
-
-    def finish(
-        boxes: np.ndarray,
-        centerness: np.ndarray,
-        logits: np.ndarray,
-        level_hw: list[tuple[int, int]],
-        chunk: PromptChunk,
-        image: PreparedImage,
-    ) -> RawDetections:
-        return postprocess(
-            boxes, centerness, logits, level_hw, chunk.positive_map, image.resized_hw, post, chunk.token_words
-        )
-
-    return finish
-
-
-def _candidates(scale: ScalePass, post: PostprocessConfig) -> Finish:
-    """One multi-scale pass: the candidates NMS would see, those in ``scale``'s range, in original pixels."""
-
-    def finish(
-        boxes: np.ndarray,
-        centerness: np.ndarray,
-        logits: np.ndarray,
-        level_hw: list[tuple[int, int]],
-        chunk: PromptChunk,
-        image: PreparedImage,
-    ) -> RawDetections:
-        found = select_candidates(
-            boxes, centerness, logits, level_hw, chunk.positive_map, image.resized_hw, post, chunk.token_words
-        )
-        return _to_original(found.take(np.flatnonzero(scale.keep(found.boxes))), image)
-
-    return finish
+def _pass_output(
+    post: PostprocessConfig,
+    scale: ScalePass | None,
+    boxes: np.ndarray,
+    centerness: np.ndarray,
+    logits: np.ndarray,
+    level_hw: list[tuple[int, int]],
+    chunk: PromptChunk,
+    image: PreparedImage,
+) -> RawDetections:
+    """One image's head outputs for one chunk (a :data:`Finish` once ``post`` and ``scale`` are bound):
+    without ``scale`` the official post-processing, in resized pixels; with one, a multi-scale pass's
+    candidates before NMS, those in its range, in original pixels (NMS runs over all passes)."""
+    args = (boxes, centerness, logits, level_hw, chunk.positive_map, image.resized_hw, post, chunk.token_words)
+    if scale is None:
+        return postprocess(*args)
+    found = select_candidates(*args)
+    return _to_original(found.take(np.flatnonzero(scale.keep(found.boxes))), image)
 
 
 def _to_found(raw: RawDetections, labels: Sequence[str], threshold: float) -> Found:
