@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from glipcli.cli.console import console, handle_errors
+
+if TYPE_CHECKING:
+    from glipcli.config import InputConfig
 
 
 def _megabytes(path: Path) -> str:
@@ -103,11 +106,13 @@ def info(
         console.print("[bold]tuned prompts[/]: none")
 
 
-def _input_line(model_input: Any, calibration: dict[str, Any] | None) -> str:
+def _input_line(model_input: InputConfig, calibration: dict[str, Any] | None) -> str:
     """The model's test size, and the size(s) detection uses by default when calibrated at others."""
+    from glipcli.preprocess import size_text
+
     line = f"short side {model_input.min_size}, long side <= {model_input.max_size}"
     size = (calibration or {}).get("input_size")
-    if size and size != f"{model_input.min_size}:{model_input.max_size}":
+    if size and size != size_text(model_input):
         line += f"; by default {size} (--size), as calibrated"
     return line
 
