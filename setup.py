@@ -21,12 +21,11 @@ TARGET = Path("glipcli", "embedded")  # glipcli.runtime.bundle.PACKAGED_DIR
 
 
 def bundle_files(folder: Path) -> list[str]:
-    """manifest.json and the files it names (graphs, tokenizer, tuned prompts, the weights index that
-    glip tune and glip train --init rebuild the PyTorch model from)."""
+    """manifest.json and the files it names (graphs, tokenizer, tuned prompts, the region namer, the
+    weights index that glip tune and glip train --init rebuild the PyTorch model from)."""
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     entries = [*manifest["graphs"].values(), manifest["tokenizer"], *manifest.get("prompts", {}).values()]
-    if "pytorch_weights" in manifest:
-        entries.append(manifest["pytorch_weights"])
+    entries += [manifest[key] for key in ("namer", "pytorch_weights") if key in manifest]
     return ["manifest.json", *(entry["file"] for entry in entries)]
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from glipcli.config import GLIPConfig, InputConfig, PostprocessConfig
+from glipcli.config import GLIPConfig, InputConfig, NamerConfig, PostprocessConfig
 from glipcli.detections import Found
 from glipcli.errors import BundleError, ConfigError, ImageError, PromptError
 from glipcli.io.coco import PIXEL_DECIMALS, SCORE_DECIMALS
@@ -42,6 +42,7 @@ from glipcli.postprocess import (
 )
 from glipcli.preprocess import PreparedImage, batch_images, prepare_image
 from glipcli.prompt import Prompt, PromptChunk, encode_prompt, grounding_prompt, name_key, parse_prompt
+from glipcli.rescore import namer_scores, rescore, word_features
 from glipcli.runtime.bundle import Bundle, load_bundle, resolve_model
 from glipcli.runtime.engine import Engine, InferenceEngine
 from glipcli.runtime.prompt_store import PromptStore
@@ -93,11 +94,14 @@ class Detector:
         tokenizer: Tokenizer | Path,
         size: str | int | Sequence[int] | None = None,
         prompt_store: PromptStore | None = None,
+        namer: bool = True,
     ) -> None:
         """``tokenizer`` is a Tokenizer, or the ``tokenizer.json`` to load when a prompt is first
         tokenised; ``prompt_store`` keeps tokenised prompts between runs (see :meth:`load`).
-        ``size`` defaults to the size the bundle was calibrated at (:attr:`size`)."""
+        ``size`` defaults to the size the bundle was calibrated at (:attr:`size`). ``namer=False``
+        leaves out the bundle's region namer, if it has one: GLIP's scores alone."""
         self.engine = engine
+        self.namer: NamerConfig | None = getattr(engine, "namer_config", None) if namer else None
         self._tokenizer_source = tokenizer
         self._prompts = prompt_store
         self.scales: tuple[ScalePass, ...] = parse_scales(
@@ -119,13 +123,15 @@ class Detector:
         device: str = "auto",
         threads: int | None = None,
         size: str | int | Sequence[int] | None = None,
+        namer: bool = True,
     ) -> Detector:
         """A bundle by path or name (default ``glip-nano``); ``device`` is auto, cpu, cuda or tensorrt.
 
         ``size`` (``480``, ``"480:800"`` or ``(480, 800)``: SHORT[:MAX_LONG] pixels) replaces the
         model's test size, trading accuracy for speed (glipcli.preprocess.with_size); several,
         ``"384,768@0-96"``, run GLIP's multi-scale test (glipcli.scales). It is checked before the
-        model loads.
+        model loads. ``namer=False`` runs GLIP alone on a bundle with a region namer
+        (glipcli.rescore).
         """
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
@@ -134,7 +140,7 @@ class Detector:
         # The tokenizer loads when a prompt is not in the prompt store: a prompt used before needs none.
         prompts = PromptStore.for_tokenizer(bundle.manifest["tokenizer"]["sha256"])
         tokenizer: Tokenizer | Path = bundle.tokenizer_path if prompts else load_tokenizer(bundle.tokenizer_path)
-        return cls(Engine(bundle, device=device, threads=threads), tokenizer, size, prompts)
+        return cls(Engine(bundle, device=device, threads=threads), tokenizer, size, prompts, namer)
 
     @property
     def name(self) -> str:
@@ -402,24 +408,36 @@ class Detector:
     def _detect_batch(
         self, inputs: list[np.ndarray | PreparedImage], prepared: PreparedPrompt, limit: int
     ) -> list[RawDetections]:
-        """Official post-processing per image and chunk, chunks merged, boxes in original pixels."""
+        """Official post-processing per image and chunk, chunks merged, boxes in original pixels;
+        re-scored by the region namer if the bundle has one (and it is on)."""
         images = [self.prepare(image) for image in inputs]
         # text first: a prompt in no cache loads the text session while the image graphs still load
         features_of = [self.engine.encode_text(chunk) for chunk in prepared.chunks]
         post = dataclasses.replace(self.config.postprocess, detections_per_img=limit)
         if len(self.scales) == 1 and self.scales[0].keeps_all:
             parts = self._run_scale(images, prepared, features_of, functools.partial(_pass_output, post, None))
-            return [_to_original(merge_chunks(p, limit), image) for p, image in zip(parts, images, strict=True)]
-        # multi-scale test: each pass's candidates before NMS, kept by its range, in original pixels
-        by_scale = []
-        for k, scale in enumerate(self.scales):
-            at_scale = [image if k == 0 else image.others[k - 1] for image in images]
-            finish = functools.partial(_pass_output, post, scale)
-            by_scale.append(self._run_scale(at_scale, prepared, features_of, finish))
-        return [
-            merge_chunks([merge_scales(per_chunk, post.nms_thresh, limit) for per_chunk in zip(*per_scale)], limit)
-            for per_scale in zip(*by_scale, strict=True)
-        ]
+            found = [_to_original(merge_chunks(p, limit), image) for p, image in zip(parts, images, strict=True)]
+        else:  # multi-scale test: each pass's candidates before NMS, kept by its range, in original pixels
+            by_scale = []
+            for k, scale in enumerate(self.scales):
+                at_scale = [image if k == 0 else image.others[k - 1] for image in images]
+                finish = functools.partial(_pass_output, post, scale)
+                by_scale.append(self._run_scale(at_scale, prepared, features_of, finish))
+            found = [
+                merge_chunks([merge_scales(per_chunk, post.nms_thresh, limit) for per_chunk in zip(*per_scale)], limit)
+                for per_scale in zip(*by_scale, strict=True)
+            ]
+        if self.namer is None:
+            return found
+        return [self._rescore(raw, image, prepared) for raw, image in zip(found, images, strict=True)]
+
+    def _rescore(self, raw: RawDetections, image: PreparedImage, prepared: PreparedPrompt) -> RawDetections:
+        assert self.namer is not None and image.rgb is not None  # set in __init__; prepare_image keeps the pixels
+        graph = self.engine.namer  # type: ignore[attr-defined]
+        agg = self.config.postprocess.score_agg
+        words_of = [word_features(chunk, self.engine.encode_text) for chunk in prepared.chunks]
+        by_namer = namer_scores(raw, image.rgb, prepared.chunks, words_of, graph, self.namer, agg, prepared.labels)
+        return rescore(raw, by_namer, self.namer.weight)
 
     def _run_scale(
         self,

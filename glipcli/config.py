@@ -185,3 +185,33 @@ _SUBCONFIGS: dict[str, type] = {
     "InputConfig": InputConfig,
     "PostprocessConfig": PostprocessConfig,
 }
+
+
+@dataclass(frozen=True)
+class NamerConfig:
+    """The region namer's shape and how the runtime uses it (glipcli.model.namer; stored in the
+    manifest of a bundle that carries one)."""
+
+    crop: int = 40  # crops are resized to crop x crop pixels
+    margin: float = 0.15  # context around the box, as a share of its longer side, on each side
+    channels: tuple[int, ...] = (24, 48, 96)  # two 3x3 conv/BN/ReLU per stage, 2x2 max-pool between
+    embed: int = 64
+    text_dim: int = 384  # the text graph's feature size
+    weight: float = 0.3  # final score = glip ** (1 - weight) * namer ** weight
+    names: tuple[str, ...] = ()  # the phrases it re-scores (those it was trained on); empty: all
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NamerConfig:
+        known = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) - known:
+            raise ConfigError(f"invalid namer config: {data!r}")
+        try:
+            config = cls(**{k: tuple(v) if k in ("channels", "names") else v for k, v in data.items()})
+        except TypeError:
+            raise ConfigError(f"invalid namer config: {data!r}") from None
+        if not 0 <= config.weight <= 1 or config.crop < 8 or config.margin < 0:
+            raise ConfigError(f"invalid namer config: {data!r}")
+        return config

@@ -70,7 +70,7 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     return np.asarray(sorted(set(values.tolist())), values.dtype)
 
 
-def _label_scores(
+def label_scores(
     token_logits: np.ndarray,
     positive_map: Mapping[int, Sequence[int]],
     score_agg: str,
@@ -204,7 +204,7 @@ def select_candidates(
     """
     if sum(h * w for h, w in level_hw) != len(boxes):
         raise ValueError(f"level sizes {list(level_hw)} do not cover the {len(boxes)} head outputs")
-    label_scores = _label_scores(token_logits, positive_map, cfg.score_agg, token_words)
+    per_label = label_scores(token_logits, positive_map, cfg.score_agg, token_words)
     label_ids = np.asarray(sorted(positive_map), np.int64)
     height, width = resized_hw
     parts = [empty_detections()]
@@ -212,7 +212,7 @@ def select_candidates(
     for h, w in level_hw:
         stop = start + h * w
         location, column, products = _level_candidates(
-            label_scores[start:stop], centerness[start:stop], cfg.pre_nms_thresh, cfg.pre_nms_top_n
+            per_label[start:stop], centerness[start:stop], cfg.pre_nms_thresh, cfg.pre_nms_top_n
         )
         level_boxes = boxes[start:stop][location].astype(np.float32)
         level_boxes[:, 0::2] = np.clip(level_boxes[:, 0::2], 0, width - 1)

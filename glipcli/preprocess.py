@@ -94,6 +94,7 @@ class PreparedImage:
     resized_hw: tuple[int, int]  # un-padded resized size: boxes are clipped to it
     original_hw: tuple[int, int]
     others: tuple[PreparedImage, ...] = ()  # the same image at a multi-scale test's further sizes
+    rgb: np.ndarray | None = None  # the original pixels, for the region namer's crops
 
 
 def _padded(length: int, size_divisibility: int) -> int:
@@ -124,7 +125,7 @@ def prepare_image(rgb: np.ndarray, cfg: InputConfig) -> PreparedImage:
         view *= np.float32(255)
     view -= np.asarray(cfg.pixel_mean, dtype=np.float32)[:, None, None]
     view /= np.asarray(cfg.pixel_std, dtype=np.float32)[:, None, None]
-    return PreparedImage(tensor=tensor, resized_hw=(new_h, new_w), original_hw=(height, width))
+    return PreparedImage(tensor=tensor, resized_hw=(new_h, new_w), original_hw=(height, width), rgb=rgb)
 
 
 def batch_images(images: Sequence[PreparedImage], size_divisibility: int) -> np.ndarray:

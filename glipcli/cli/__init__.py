@@ -22,6 +22,7 @@ from glipcli.cli.export import export
 from glipcli.cli.handoff import convert, review
 from glipcli.cli.info import info
 from glipcli.cli.label import label
+from glipcli.cli.namer import namer
 from glipcli.cli.train import train, tune
 
 
@@ -52,7 +53,7 @@ def _unwrap(doc: str) -> str:
     return "\n\n".join(paragraphs)
 
 
-COMMANDS = [export, detect, info, label, eval_, calibrate, train, tune, convert, review]
+COMMANDS = [export, detect, info, label, eval_, calibrate, train, tune, namer, convert, review]
 """In the order ``glip --help`` lists them."""
 
 for _command in COMMANDS:

@@ -18,6 +18,7 @@ from glipcli.cli.options import (
     DeviceOption,
     MaxDetectionsOption,
     ModelOption,
+    NoNamerOption,
     OneLabelOption,
     QuietOption,
     SizeOption,
@@ -142,6 +143,7 @@ def detect(
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
     size: SizeOption = None,
+    no_namer: NoNamerOption = False,
     threshold: ThresholdOption = None,
     max_detections: MaxDetectionsOption = None,
     ground: Annotated[
@@ -219,7 +221,7 @@ def detect(
         check_writable(Path(json_out))
 
     by_class = parse_class_thresholds(class_threshold)
-    detector = Detector.load(model, device=device, threads=threads, size=size)
+    detector = Detector.load(model, device=device, threads=threads, size=size, namer=not no_namer)
     prepared = detector.prepare_prompt(prompt)
     thresholds = detector.thresholds(prepared, threshold, by_class)
     settings = selection_info(detector, prepared, thresholds, threshold is None, not one_label)

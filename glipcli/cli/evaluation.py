@@ -12,6 +12,7 @@ from glipcli.cli.options import (
     DeviceOption,
     GroundTruthImagesOption,
     ModelOption,
+    NoNamerOption,
     QuietOption,
     SizeOption,
     ThreadsOption,
@@ -47,6 +48,7 @@ def eval_(
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
     size: SizeOption = None,
+    no_namer: NoNamerOption = False,
     workers: WorkersOption = 2,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the numbers to this JSON file.")] = None,
     quiet: QuietOption = False,
@@ -80,7 +82,7 @@ def eval_(
     prompt = read_prompt_file(prompt_file) if prompt_file is not None else None
     if json_out is not None:
         check_writable(json_out)
-    detector = Detector.load(model, device=device, threads=threads, size=size)
+    detector = Detector.load(model, device=device, threads=threads, size=size, namer=not no_namer)
     with ProgressDisplay("evaluating", quiet) as display:
         report = evaluate_folder(
             ground_truth,
@@ -151,6 +153,7 @@ def calibrate(
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
     size: SizeOption = None,
+    no_namer: NoNamerOption = False,
     workers: WorkersOption = 2,
     write: Annotated[
         bool, typer.Option("--write/--dry-run", help="Record the threshold in the bundle's manifest (default).")
@@ -201,7 +204,7 @@ def calibrate(
     prompt = read_prompt_file(prompt_file) if prompt_file is not None else None
     known = [name for ground_truth in ground_truths for name in prompt_names(ground_truth, prompt)]
     check_new_names(known, {str(ground_truth): prompt_names(ground_truth) for ground_truth in new_names})
-    detector = Detector.load(model, device=device, threads=threads, size=size)
+    detector = Detector.load(model, device=device, threads=threads, size=size, namer=not no_namer)
 
     def calibrated(sets: list[Path]) -> Calibration:
         scenes = []

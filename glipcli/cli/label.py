@@ -22,6 +22,7 @@ from glipcli.cli.options import (
     DeviceOption,
     MaxDetectionsOption,
     ModelOption,
+    NoNamerOption,
     OneLabelOption,
     QuietOption,
     SizeOption,
@@ -79,6 +80,7 @@ def label(
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
     size: SizeOption = None,
+    no_namer: NoNamerOption = False,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -166,7 +168,9 @@ def label(
     out = out or default_output(formats)
     check_writable(journal_path(out))
     # with Ray the workers run the model; here it only tokenises the prompt and names the graphs
-    detector = Detector.load(model, device="cpu" if engine == "ray" else device, threads=threads, size=size)
+    detector = Detector.load(
+        model, device="cpu" if engine == "ray" else device, threads=threads, size=size, namer=not no_namer
+    )
     by_class = parse_class_thresholds(class_threshold)
     prepared = detector.prepare_prompt(classes)
     thresholds = detector.thresholds(prepared, threshold, by_class)  # a bad class name stops here, before any work

@@ -28,6 +28,14 @@ SizeOption = Annotated[
         show_default=False,
     ),
 ]
+NoNamerOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-namer",
+        help="Leave out the model's region namer (glip-nano has one): GLIP's scores alone. "
+        "The thresholds stay those calibrated with it: set --threshold too.",
+    ),
+]
 CompactOption = Annotated[
     bool,
     typer.Option(

@@ -86,6 +86,7 @@ class RayLabeller:
         device: str,
         threads: int | None,
         size: str,
+        namer: bool,
         prepared: PreparedPrompt,
         threshold: float,
         limit: int,
@@ -103,6 +104,7 @@ class RayLabeller:
             "device": device,
             "threads": self.cpus,
             "size": size,
+            "namer": namer,
             "prepared": prepared,
             "threshold": threshold,
             "limit": limit,
@@ -239,13 +241,14 @@ class Worker:
         device: str,
         threads: int,
         size: str,
+        namer: bool,
         prepared: PreparedPrompt,
         threshold: float,
         limit: int,
         shards: Path,
         header: dict[str, Any],
     ) -> None:
-        self.detector = Detector.load(model, device=device, threads=threads, size=size)
+        self.detector = Detector.load(model, device=device, threads=threads, size=size, namer=namer)
         self.prepared = prepared
         self.threshold = threshold
         self.limit = limit

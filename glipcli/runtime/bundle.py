@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glipcli.config import GLIPConfig
+from glipcli.config import GLIPConfig, NamerConfig
 from glipcli.digests import sha256_file
-from glipcli.errors import BundleError
+from glipcli.errors import BundleError, ConfigError
 
 FORMAT = "glipcli-bundle"
 FORMAT_VERSION = 1
@@ -105,7 +105,19 @@ class Bundle:
         return str(self.manifest["precision"])
 
     def graph_path(self, graph: str) -> Path:
-        return self.path / self.manifest["graphs"][graph]["file"]
+        return self.path / self._graph_entry(graph)["file"]
+
+    def _graph_entry(self, graph: str) -> dict[str, Any]:
+        return self.manifest["namer"] if graph == "namer" else self.manifest["graphs"][graph]
+
+    def graph_sha256(self, graph: str) -> str:
+        return str(self._graph_entry(graph)["sha256"])
+
+    @property
+    def namer(self) -> NamerConfig | None:
+        """The region namer's config (glipcli.model.namer) if the bundle carries one."""
+        entry = self.manifest.get("namer")
+        return NamerConfig.from_dict(entry["config"]) if entry else None
 
     @property
     def tokenizer_path(self) -> Path:
@@ -142,6 +154,8 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
     files["tokenizer"] = manifest.get("tokenizer")
     for entry in manifest.get("prompts", {}).values():
         files[f"prompt {entry.get('caption', '')!r}"] = entry
+    if "namer" in manifest:
+        files["namer"] = manifest["namer"]
     for what, entry in files.items():
         if not isinstance(entry, dict) or "file" not in entry or "sha256" not in entry:
             raise BundleError(f"bundle {root}: manifest has no valid entry for {what}")
@@ -150,7 +164,12 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
             raise BundleError(f"bundle {root}: {what} file {entry['file']} is missing")
         if verify_hashes and verified_sha256(file) != entry["sha256"]:
             raise BundleError(f"bundle {root}: {entry['file']} does not match its sha256 (corrupted or tampered)")
-    return Bundle(path=root, manifest=manifest, config=GLIPConfig.from_dict(manifest["config"]))
+    bundle = Bundle(path=root, manifest=manifest, config=GLIPConfig.from_dict(manifest["config"]))
+    try:
+        bundle.namer  # noqa: B018 - validated here, not at first use
+    except ConfigError as exc:
+        raise BundleError(f"bundle {root}: {exc}") from None
+    return bundle
 
 
 def check_onnxruntime(required: str) -> None:

@@ -79,7 +79,8 @@ MIN_VISIBLE = 0.5  # fraction of an object's pixels that must stay visible
 MIN_CONTRAST = 22.0  # CIELAB distance between a shape and the mean of what lies under it
 _PLACEMENT_TRIES = 12
 _SCENE_TRIES = 20
-_TRAIN_STREAM, _DETECTION_STREAM, _CAPTION_STREAM = 0, 1, 2  # separate streams: no seed reproduces another's samples
+# separate streams: no seed reproduces another's samples
+_TRAIN_STREAM, _DETECTION_STREAM, _CAPTION_STREAM, _CROP_STREAM = 0, 1, 2, 3
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight")
 
@@ -544,6 +545,11 @@ def sample_captions(
         else:
             captions.append(detection_prompt(rng, scene, combos, max_phrases=max_phrases)[0])
     return captions
+
+
+def crop_scene(seed: int, index: int, combos: Sequence[tuple[str, str]] = TRAIN_COMBOS) -> Scene:
+    """Scene ``index`` of the region namer's training data (glipcli.train.namer): its own stream."""
+    return render_scene(_rng(_CROP_STREAM, seed, index), combos)
 
 
 def write_detection_set(
