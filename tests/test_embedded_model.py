@@ -11,6 +11,7 @@ from supervision import box_iou_batch
 from typer.testing import CliRunner
 
 from glipcli.api import Detector
+from glipcli.calibration import best_threshold, load_scenes
 from glipcli.cli import app
 from glipcli.evaluation import evaluate_folder
 from glipcli.runtime.bundle import embedded_models_dir
@@ -84,6 +85,21 @@ def test_embedded_model_runs_three_passes_and_they_beat_one(tmp_path):
     assert three > one + 0.03, (three, one)
 
 
+def test_embedded_model_region_namer_names_what_glip_confuses(tmp_path):
+    """glip-nano carries a region namer (glipcli.rescore), and with it each object's best label is far
+    more often right: best F1 of right boxes at one label per object, on 32 fresh generator scenes of
+    the 56 trained names (seed 614, used nowhere else), with the namer against GLIP's scores alone
+    (each at its own best threshold, so the calibration does not decide). Measured: 0.876 against
+    0.784 (seeds 615 / 616: 0.939 / 0.766, 0.908 / 0.747; calib401: 0.948 / 0.836). Fails if the namer
+    is dropped, loses its weights or stops seeing the boxes it re-scores."""
+    detector = Detector.load()
+    assert detector.namer is not None and detector.namer.weight == 0.3
+    gt = write_detection_set(tmp_path, 32, 614, TRAIN_COMBOS)
+    with_namer = best_threshold(load_scenes(gt, tmp_path / "images", detector))[1].f1
+    without = best_threshold(load_scenes(gt, tmp_path / "images", Detector.load(namer=False)))[1].f1
+    assert with_namer > without + 0.05, (with_namer, without)
+
+
 @pytest.mark.parametrize(
     "combos, images, white, floor",
     [(TRAIN_COMBOS, 24, False, 0.87), (sorted(HELD_OUT), 16, False, 0.95), (TRAIN_COMBOS, 24, True, 0.85)],
@@ -122,10 +138,10 @@ def _detect_json(*options: str) -> list[dict]:
 
 def test_one_label_keeps_the_best_label_of_each_object():
     """The default (also --one-label) against GLIP's output (--all-labels): fails if the default goes back
-    to several labels per object. At 0.4, below the calibrated threshold, so that GLIP's output has
-    objects named twice whatever the calibration."""
-    every, one = _detect_json("--all-labels", "-t", "0.4"), _detect_json("-t", "0.4")
-    assert one == _detect_json("--one-label", "-t", "0.4")
+    to several labels per object. At 0.25, below the calibrated threshold, so that GLIP's output has
+    objects named twice whatever the calibration (with the region namer, 0.4 no longer had any)."""
+    every, one = _detect_json("--all-labels", "-t", "0.25"), _detect_json("-t", "0.25")
+    assert one == _detect_json("--one-label", "-t", "0.25")
     boxes = lambda ds: np.array([d["box_xyxy"] for d in ds], dtype=np.float32)  # noqa: E731
     overlap = box_iou_batch(boxes(every), boxes(every)) >= 0.5
     labels = np.array([d["label"] for d in every])
