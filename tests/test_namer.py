@@ -160,5 +160,8 @@ def test_glip_namer_command_writes_a_bundle_that_detects(tiny_bundle, tmp_path):
     for extra in ([], ["--no-namer"]):
         result = CliRunner().invoke(app, ["detect", str(image), PROMPT, "--model", str(out), "--json", "-", *extra])
         assert result.exit_code == 0, result.output
+    info = CliRunner().invoke(app, ["info", str(out)], env={"COLUMNS": "200"})
+    assert info.exit_code == 0 and "re-scores 64 names it was trained on from 40x40 crops" in info.output
+    assert "none (GLIP's scores)" in CliRunner().invoke(app, ["info", str(tiny_bundle)], env={"COLUMNS": "200"}).output
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "not empty" in again.output

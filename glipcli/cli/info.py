@@ -10,7 +10,7 @@ import typer
 from glipcli.cli.console import console, handle_errors
 
 if TYPE_CHECKING:
-    from glipcli.config import InputConfig
+    from glipcli.config import InputConfig, NamerConfig
 
 
 def _megabytes(path: Path) -> str:
@@ -71,6 +71,7 @@ def info(
         ("max query", f"{cfg.language.max_query_len} tokens"),
         ("phrase score", _SCORE_AGGREGATIONS.get(cfg.postprocess.score_agg, cfg.postprocess.score_agg)),
         ("threshold", _threshold_line(manifest.get("calibration"))),
+        ("region namer", _namer_line(bundle.namer, manifest.get("namer"))),
     ]
     rows += [(f"parity {name}", _parity_line(figures)) for name, figures in manifest.get("parity", {}).items()]
     summary = Table.grid(padding=(0, 2))
@@ -89,6 +90,9 @@ def info(
     for graph, entry in manifest["graphs"].items():
         gflop = f"{counted[graph] / 1e9:.1f}" if graph in counted else "-"
         graphs.add_row(graph, escape(entry["file"]), _megabytes(bundle.graph_path(graph)), entry["sha256"][:12], gflop)
+    if bundle.namer:
+        file, digest = manifest["namer"]["file"], bundle.graph_sha256("namer")
+        graphs.add_row("namer", escape(file), _megabytes(bundle.graph_path("namer")), digest[:12], "-")
     graphs.add_row("tokenizer", escape(manifest["tokenizer"]["file"]), _megabytes(bundle.tokenizer_path), "", "")
     console.print(graphs)
     prompts = bundle.prompts
@@ -115,6 +119,15 @@ def _input_line(model_input: InputConfig, calibration: dict[str, Any] | None) ->
     if size and size != size_text(model_input):
         line += f"; by default {size} (--size), as calibrated"
     return line
+
+
+def _namer_line(namer: NamerConfig | None, entry: dict[str, Any] | None) -> str:
+    if namer is None or entry is None:
+        return "none (GLIP's scores)"
+    names = f"{len(namer.names)} names it was trained on" if namer.names else "every name"
+    error = entry.get("parity", {}).get("max_error")
+    checked = f"; parity max error {error:.1e}" if isinstance(error, float) else ""
+    return f"re-scores {names} from {namer.crop}x{namer.crop} crops, weight {namer.weight} (--no-namer){checked}"
 
 
 def _threshold_line(calibration: dict[str, Any] | None) -> str:
