@@ -432,7 +432,9 @@ class Detector:
         return [self._rescore(raw, image, prepared) for raw, image in zip(found, images, strict=True)]
 
     def _rescore(self, raw: RawDetections, image: PreparedImage, prepared: PreparedPrompt) -> RawDetections:
-        assert self.namer is not None and image.rgb is not None  # set in __init__; prepare_image keeps the pixels
+        assert self.namer is not None  # _detect_batch calls this only with a namer
+        if image.rgb is None:
+            raise ImageError("this model's region namer needs the image's pixels: prepare it with Detector.prepare")
         graph = self.engine.namer  # type: ignore[attr-defined]
         agg = self.config.postprocess.score_agg
         words_of = [word_features(chunk, self.engine.encode_text) for chunk in prepared.chunks]

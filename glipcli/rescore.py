@@ -66,7 +66,8 @@ def namer_scores(
     :func:`word_features`; ``labels``: the prompt's names by 1-based label id. A label outside
     ``cfg.names`` (if set) keeps GLIP's score."""
     scores = raw.scores.astype(np.float32)
-    known = np.asarray([not cfg.names or name_key(name) in {name_key(n) for n in cfg.names} for name in labels])
+    trained = {name_key(name) for name in cfg.names}
+    known = np.asarray([not trained or name_key(name) in trained for name in labels])
     rescored = known[raw.labels - 1] if len(raw) else np.zeros(0, bool)
     if not rescored.any():
         return scores

@@ -165,3 +165,15 @@ def test_glip_namer_command_writes_a_bundle_that_detects(tiny_bundle, tmp_path):
     assert "none (GLIP's scores)" in CliRunner().invoke(app, ["info", str(tiny_bundle)], env={"COLUMNS": "200"}).output
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "not empty" in again.output
+
+
+def test_a_prepared_image_without_its_pixels_is_a_clear_error_with_a_namer(namer_bundle):
+    import dataclasses
+
+    from glipcli.errors import ImageError
+
+    detector = Detector.load(namer_bundle)
+    prepared = dataclasses.replace(detector.prepare(sample_image(100, 120)), rgb=None)
+    with pytest.raises(ImageError, match="needs the image's pixels"):
+        detector(prepared, PROMPT)
+    assert len(Detector.load(namer_bundle, namer=False)(prepared, PROMPT, threshold=0.0)) > 0

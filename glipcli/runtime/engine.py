@@ -121,8 +121,8 @@ class Engine:
         return DecodedHead(boxes, centerness, token_logits)
 
     def namer(self, crops: np.ndarray, text_features: np.ndarray) -> np.ndarray:
-        """(N, T) token logits of the region namer for (N, 3, S, S) crops and one chunk's (T, D)
-        text features; only for a bundle with a namer (``namer_config`` set)."""
+        """(N, T) token logits of the region namer for (N, 3, S, S) crops and one chunk's (T, D) word
+        features (glipcli.rescore.word_features); only for a bundle with a namer (``namer_config``)."""
         feed = {
             "crops": np.ascontiguousarray(crops, np.float32),
             "text_features": np.ascontiguousarray(text_features, np.float32),
