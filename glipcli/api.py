@@ -429,15 +429,18 @@ class Detector:
             ]
         if self.namer is None:
             return found
-        return [self._rescore(raw, image, prepared) for raw, image in zip(found, images, strict=True)]
+        words_of = [word_features(chunk, self.engine.encode_text) for chunk in prepared.chunks]
+        return [self._rescore(raw, image, prepared, words_of) for raw, image in zip(found, images, strict=True)]
 
-    def _rescore(self, raw: RawDetections, image: PreparedImage, prepared: PreparedPrompt) -> RawDetections:
+    def _rescore(
+        self, raw: RawDetections, image: PreparedImage, prepared: PreparedPrompt, words_of: list[np.ndarray]
+    ) -> RawDetections:
+        """``raw`` re-scored by the region namer; ``words_of``: each chunk's word features."""
         assert self.namer is not None  # _detect_batch calls this only with a namer
         if image.rgb is None:
             raise ImageError("this model's region namer needs the image's pixels: prepare it with Detector.prepare")
         graph = self.engine.namer  # type: ignore[attr-defined]
         agg = self.config.postprocess.score_agg
-        words_of = [word_features(chunk, self.engine.encode_text) for chunk in prepared.chunks]
         by_namer = namer_scores(raw, image.rgb, prepared.chunks, words_of, graph, self.namer, agg, prepared.labels)
         return rescore(raw, by_namer, self.namer.weight)
 

@@ -71,13 +71,14 @@ def namer_scores(
     rescored = known[raw.labels - 1] if len(raw) else np.zeros(0, bool)
     if not rescored.any():
         return scores
-    crops = np.zeros((len(raw), 3, cfg.crop, cfg.crop), np.float32)
-    crops[rescored] = box_crops(rgb, raw.boxes[rescored], cfg.crop, cfg.margin)
+    cut = np.flatnonzero(rescored)
+    crops = box_crops(rgb, raw.boxes[cut], cfg.crop, cfg.margin)  # row k is detection cut[k]
     for chunk, features in zip(chunks, words_of, strict=True):
         rows = np.flatnonzero(np.isin(raw.labels, chunk.label_ids) & rescored)
         if not len(rows):
             continue
-        table = label_scores(namer(crops[rows], features), chunk.positive_map, score_agg, chunk.token_words)
+        logits = namer(crops[np.searchsorted(cut, rows)], features)
+        table = label_scores(logits, chunk.positive_map, score_agg, chunk.token_words)
         columns = np.searchsorted(np.asarray(sorted(chunk.positive_map)), raw.labels[rows])
         scores[rows] = table[np.arange(len(rows)), columns]
     return scores
