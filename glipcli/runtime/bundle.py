@@ -1,4 +1,5 @@
-"""Model bundles: a folder with manifest.json, three ONNX graphs and tokenizer.json.
+"""Model bundles: a folder with manifest.json, three ONNX graphs and tokenizer.json (and, optionally,
+a region namer's graph, glipcli.model.namer).
 
 The manifest is the contract between ``glip export`` (which writes it) and the runtime (which
 refuses anything it cannot trust: unknown format version, missing or tampered files, an ONNX

@@ -1,4 +1,4 @@
-"""ONNX Runtime execution of a bundle's three graphs, torch-free.
+"""ONNX Runtime execution of a bundle's three graphs (and its region namer's, if any), torch-free.
 
 One session per graph, created once. The text graph depends only on the prompt, so its output
 is cached per prompt chunk: a folder labelled with one prompt runs BERT once per chunk, and a
