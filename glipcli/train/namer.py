@@ -65,7 +65,7 @@ def _jittered(rng: np.random.Generator, box: np.ndarray, jitter: float) -> np.nd
 
 
 def _background_box(rng: np.random.Generator, hw: tuple[int, int], objects: np.ndarray) -> np.ndarray | None:
-    """A box of an object's size that overlaps no object by more than a tenth of either."""
+    """A box of an object's size whose overlap with each object is at most a tenth of the smaller of the two."""
     side = float(np.exp(rng.uniform(np.log(16), np.log(0.5 * min(hw)))))
     aspect = float(np.exp(rng.uniform(-0.3, 0.3)))
     width, height = side * aspect, side / aspect
@@ -226,4 +226,4 @@ def build_namer_bundle(
 
     namer = train_namer(examples, prompts, cfg, recipe, progress)
     training = {**asdict(recipe), "seconds": round(time.monotonic() - started), "crops": len(examples.crops)}
-    return write_namer_bundle(model if Path(str(model)).is_dir() else detector.bundle.path, out, namer, cfg, training)
+    return write_namer_bundle(detector.bundle.path, out, namer, cfg, training)
