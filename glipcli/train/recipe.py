@@ -26,7 +26,7 @@ run's 0.37; an interleaved measurement of the step alone later gave 1.01x, bench
 so the load, not the stem, made it slow); the model scored mAP@0.5 0.630 / 0.837 / 0.721 on the
 test sets (trained / held-out / examples) against the first stage's (the recipe's model) 0.659 / 0.883 / 0.904, so the
 recipe keeps GLIP's patch embedding; trained the full 13,000 steps and the second stage, the stem scored
-0.736 / 0.887 / 0.848 against the shipped 0.734 / 0.894 / 0.948 and lost at the defaults (docs/glip-nano.md).
+0.736 / 0.887 / 0.848 against the patch embedding's 0.734 / 0.894 / 0.948 and lost at the defaults (docs/glip-nano.md).
 Also tried and worse: resizing as at inference (short side 352-416, long side up to 768) and training on
 random 384 x 384 windows, which fills the canvas with picture, scored mAP@0.5 0.359 on the
 validation set against batch 4's 0.465 (GLIP's mean scoring), for the same 4,900 steps.
