@@ -9,9 +9,9 @@ Measured 2026-12-02 (400 training scenes seed 905, 200 steps of 4, lr 1e-4, 7-8 
 training on 2 AVX2 cores; 100 fresh test images per set), mAP@0.5 on trained seeds 778 / 783 and
 held-out 785: shipped 0.719 / 0.654 / 0.924; second stage 0.730 / 0.713 / 0.930; the same without
 the name ranking term 0.728 / 0.684 / 0.912. Seeds 778 + 783 as one set: shipped 0.673, second stage 0.714.
-600 steps on 1,200 scenes (21 min of training): 0.761 / 0.735 / 0.939. The shipped glip-nano's second stage is
-1,200 steps on 2,400 scenes, run with ``glip train`` (docs/glip-nano.md); "shipped" above is its first stage:
-pass that model with ``--init`` (a bundle or checkpoint) to reproduce these rows.
+600 steps on 1,200 scenes (21 min of training): 0.761 / 0.735 / 0.939. "Shipped" above is glip-nano's detector,
+which is the first stage again since its region namer made the second stage (1,200 steps on 2,400 scenes,
+shipped before the namer) add nothing (docs/glip-nano.md): the default reproduces these rows.
 """
 
 from __future__ import annotations
