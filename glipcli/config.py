@@ -187,6 +187,10 @@ _SUBCONFIGS: dict[str, type] = {
 }
 
 
+POOLS = ("mean", "attention", "both")
+"""How a region namer pools its last feature map (docs/glip-nano.md: the three measured alike)."""
+
+
 @dataclass(frozen=True)
 class NamerConfig:
     """The region namer's shape and how the runtime uses it (glipcli.model.namer; stored in the
@@ -196,6 +200,7 @@ class NamerConfig:
     margin: float = 0.15  # context around the box, as a share of its longer side, on each side
     channels: tuple[int, ...] = (24, 48, 96)  # two 3x3 conv/BN/ReLU per stage, 2x2 max-pool between
     embed: int = 64
+    pool: str = "mean"  # the last stage's map as one vector: one of POOLS (glipcli.model.namer.Pool)
     text_dim: int = 384  # the text graph's feature size
     weight: float = 0.3  # final score = glip ** (1 - weight) * namer ** weight
     names: tuple[str, ...] = ()  # the phrases it re-scores (those it was trained on); empty: all
@@ -212,6 +217,6 @@ class NamerConfig:
             config = cls(**{k: tuple(v) if k in ("channels", "names") else v for k, v in data.items()})
         except TypeError:
             raise ConfigError(f"invalid namer config: {data!r}") from None
-        if not 0 <= config.weight <= 1 or config.crop < 8 or config.margin < 0:
+        if not 0 <= config.weight <= 1 or config.crop < 8 or config.margin < 0 or config.pool not in POOLS:
             raise ConfigError(f"invalid namer config: {data!r}")
         return config

@@ -14,10 +14,10 @@ from glipcli.api import Detector
 from glipcli.cli import app
 from glipcli.config import NamerConfig
 from glipcli.crops import box_crops
-from glipcli.errors import BundleError
+from glipcli.errors import BundleError, ConfigError
 from glipcli.export.namer import write_namer_bundle
 from glipcli.export.verify import sample_image
-from glipcli.model.namer import RegionNamer
+from glipcli.model.namer import AttentionPool, RegionNamer
 from glipcli.postprocess import label_scores
 from glipcli.rescore import word_features
 from glipcli.train.namer import NamerRecipe, encode_prompts, make_examples, sample_prompts, train_namer
@@ -25,8 +25,8 @@ from glipcli.train.namer import NamerRecipe, encode_prompts, make_examples, samp
 PROMPT = "red square. blue circle. red circle"
 
 
-def _namer(seed: int = 0, text_dim: int = 32) -> tuple[RegionNamer, NamerConfig]:
-    cfg = NamerConfig(crop=16, channels=(8, 16), embed=16, text_dim=text_dim)
+def _namer(seed: int = 0, text_dim: int = 32, pool: str = "both") -> tuple[RegionNamer, NamerConfig]:
+    cfg = NamerConfig(crop=16, channels=(8, 16), embed=16, text_dim=text_dim, pool=pool)
     torch.manual_seed(seed)
     namer = RegionNamer(cfg)
     with torch.no_grad():  # BatchNorm statistics that are not the identity, so export must carry them
@@ -86,6 +86,32 @@ def test_bundle_with_namer_loads_verified_and_uncalibrated(namer_bundle, tiny_bu
         Detector.load(tampered)
     with pytest.raises(BundleError, match="not empty"):
         write_namer_bundle(tiny_bundle, namer_bundle, *_namer(), {})
+
+
+@pytest.mark.parametrize("pool", ["mean", "attention"])  # "both": the namer_bundle fixture's
+def test_each_pool_exports_with_parity_and_manifests_without_one_read_as_mean(pool, tiny_bundle, tmp_path):
+    namer, cfg = _namer(pool=pool)
+    bundle = write_namer_bundle(tiny_bundle, tmp_path / pool, namer, cfg, {"steps": 0})
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["namer"]["config"]["pool"] == pool and manifest["namer"]["parity"]["max_error"] < 1e-4
+    older = {k: v for k, v in manifest["namer"]["config"].items() if k != "pool"}
+    assert NamerConfig.from_dict(older).pool == "mean"  # bundles from before the option pooled by the mean
+    with pytest.raises(ConfigError, match="invalid namer config"):
+        NamerConfig.from_dict({**older, "pool": "max"})
+
+
+def test_attention_pool_reads_where_its_weights_point():
+    """The pooled vector is the weighted mean of the map: all weight on one position gives that position."""
+    pool = AttentionPool(3)
+    with torch.no_grad():
+        pool.score.weight.zero_()
+        pool.score.bias.zero_()
+        features = torch.randn(2, 3, 4, 4)
+        torch.testing.assert_close(pool(features), features.mean((2, 3)))  # equal scores: the plain mean
+        pool.score.weight[0, 0, 0, 0] = 100.0
+        features[:, 0] = 0.0
+        features[:, 0, 1, 2] = 1.0  # channel 0 marks one position, the score reads channel 0
+        torch.testing.assert_close(pool(features), features[:, :, 1, 2], atol=1e-4, rtol=0)
 
 
 def test_detector_blends_the_namers_score_of_each_box_label(namer_bundle, tiny_bundle):
@@ -165,6 +191,11 @@ def test_glip_namer_command_writes_a_bundle_that_detects(tiny_bundle, tmp_path):
     assert "none (GLIP's scores)" in CliRunner().invoke(app, ["info", str(tiny_bundle)], env={"COLUMNS": "200"}).output
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "not empty" in again.output
+    bad = CliRunner().invoke(
+        app, ["namer", "--model", str(tiny_bundle), "--out", str(tmp_path / "other"), "--pool", "max"]
+    )
+    assert bad.exit_code != 0 and "--pool 'max': expected one of mean, attention, both" in bad.output
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_prepared_image_without_its_pixels_is_a_clear_error_with_a_namer(namer_bundle):

@@ -9,6 +9,8 @@ import typer
 
 from glipcli.cli.console import console, handle_errors
 from glipcli.cli.options import ModelOption, TorchThreadsOption
+from glipcli.config import POOLS
+from glipcli.errors import ConfigError
 
 
 @handle_errors
@@ -19,23 +21,28 @@ def namer(
     scenes: Annotated[int, typer.Option("--scenes", min=1, help="Generated scenes to cut objects from.")] = 4000,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the scenes, prompts and initialisation.")] = 0,
     threads: TorchThreadsOption = None,
+    pool: Annotated[
+        str, typer.Option("--pool", help="How the namer pools its last feature map: mean, attention or both.")
+    ] = "mean",
 ) -> None:
     """Train a region namer for a model and write the model with it to a new bundle.
 
     The namer is a small CNN that reads each detected box, cut out at 40x40 pixels, against the
     prompt's words, and re-scores the box's label with GLIP's score: shapes too small for the
     detector to name are named from the crop. It learns from scenes of glip's shape generator
-    (about 10 minutes on 2 cores), so it suits models trained on them (glip-nano). The new
+    (about 15 minutes on 2 cores), so it suits models trained on them (glip-nano). The new
     bundle is uncalibrated: run glip calibrate on it.
     """
     import torch
 
     from glipcli.train.namer import NamerRecipe, build_namer_bundle
 
+    if pool not in POOLS:
+        raise ConfigError(f"--pool {pool!r}: expected one of {', '.join(POOLS)}")
     if threads:
         torch.set_num_threads(threads)
     recipe = NamerRecipe(steps=steps, scenes=scenes, seed=seed)
     path = build_namer_bundle(
-        model or "glip-nano", out, recipe, log=lambda message: console.print(message, highlight=False)
+        model or "glip-nano", out, recipe, log=lambda message: console.print(message, highlight=False), pool=pool
     )
     console.print(f"wrote {path}; choose its thresholds with: glip calibrate GROUND_TRUTH --model {path}")

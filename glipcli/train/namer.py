@@ -199,16 +199,18 @@ def build_namer_bundle(
     recipe: NamerRecipe = NamerRecipe(),
     cfg: NamerConfig | None = None,
     log: Callable[[str], None] = lambda message: None,
+    pool: str = "mean",
 ) -> Path:
     """Train a namer for bundle ``model`` (with its text graph's features) and write the bundle
-    with it to ``out`` (glipcli.export.namer): uncalibrated, ready for ``glip calibrate``."""
+    with it to ``out`` (glipcli.export.namer): uncalibrated, ready for ``glip calibrate``.
+    ``pool`` is the default config's (``NamerConfig.pool``) when ``cfg`` is not given."""
     from glipcli.api import Detector
     from glipcli.export.namer import write_namer_bundle
     from glipcli.rescore import word_features
 
     detector = Detector.load(model, namer=False)
     names = tuple(f"{c} {s}" for c, s in TRAIN_COMBOS) + SHAPES  # what sample_prompts names
-    cfg = cfg or NamerConfig(text_dim=int(detector.config.language.bert["hidden_size"]), names=names)
+    cfg = cfg or NamerConfig(text_dim=int(detector.config.language.bert["hidden_size"]), names=names, pool=pool)
     started = time.monotonic()
 
     def prepare(names: list[str]) -> list[tuple[np.ndarray, dict[int, list[int]], np.ndarray]]:
