@@ -25,7 +25,8 @@ from glipcli.io.coco import load_coco
 SIZES = ((0, 24), (24, 48), (48, 96), (96, 10_000))
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 4) x (M, 4) xyxy boxes -> (N, M) IoU (widths without maskrcnn's +1)."""
     low = np.maximum(a[:, None, :2], b[None, :, :2])
     high = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.prod(np.clip(high - low, 0, None), axis=2)
@@ -44,7 +45,7 @@ def naming(scenes: list[Scene], names: dict[int, str]) -> dict[str, Any]:
         det = scene.detections
         if not len(det) or not len(scene.gt_xyxy):
             continue
-        iou = _iou(scene.gt_xyxy, det.xyxy.astype(np.float64))
+        iou = pairwise_iou(scene.gt_xyxy, det.xyxy.astype(np.float64))
         for i, category in enumerate(scene.gt_categories):
             hits = np.flatnonzero(iou[i] >= 0.5)
             if not len(hits):

@@ -32,7 +32,8 @@ def test_designs_merge_and_every_one_runs():
 def test_box_refiner_deltas_decode_to_the_object_they_encode():
     import numpy as np
 
-    from bench.probes.box_refiner import decode, encode, iou
+    from bench.probes.box_refiner import decode, encode
+    from bench.shape_naming import pairwise_iou
 
     boxes = np.array([[10.0, 20.0, 50.0, 40.0], [0.0, 0.0, 100.0, 100.0]])
     objects = np.array([[14.0, 18.0, 44.0, 46.0], [20.0, 30.0, 60.0, 90.0]])
@@ -40,4 +41,5 @@ def test_box_refiner_deltas_decode_to_the_object_they_encode():
     np.testing.assert_allclose(decode(boxes, deltas), objects, atol=1e-9)
     np.testing.assert_allclose(decode(boxes, np.zeros((2, 4))), boxes)  # no delta: the box itself
     assert deltas[0, 0] == pytest.approx((29 - 30) / 40 * 10)  # dx in tenths of the box's width
-    assert iou(boxes, objects)[0, 0] == pytest.approx(30 * 20 / (40 * 20 + 30 * 28 - 30 * 20))  # overlap 30 x 20
+    overlap = 30 * 20
+    assert pairwise_iou(boxes, objects)[0, 0] == pytest.approx(overlap / (40 * 20 + 30 * 28 - overlap))

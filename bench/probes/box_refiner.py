@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.shape_naming import pairwise_iou
 from glipcli.api import Detector
 from glipcli.calibration import load_scenes
 from glipcli.config import NamerConfig
@@ -56,14 +57,6 @@ def decode(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
     cx, cy = boxes[:, 0] + w * (0.5 + d[:, 0]), boxes[:, 1] + h * (0.5 + d[:, 1])
     w, h = w * np.exp(np.clip(d[:, 2], -2, 2)), h * np.exp(np.clip(d[:, 3], -2, 2))
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x0, y0 = np.maximum(a[:, None, 0], b[None, :, 0]), np.maximum(a[:, None, 1], b[None, :, 1])
-    x1, y1 = np.minimum(a[:, None, 2], b[None, :, 2]), np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a, area_b = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None] - inter)
 
 
 class Refiner(nn.Module):
@@ -142,8 +135,8 @@ def main() -> None:
                 continue
             boxes = scene.detections.xyxy[keep].astype(np.float64)
             rgb = load_image(Path(tmp) / "images" / files[scene.image_id])
-            first = iou(boxes, scene.gt_xyxy).max(1)
-            second = iou(refined(net, cfg, rgb, boxes), scene.gt_xyxy).max(1)
+            first = pairwise_iou(boxes, scene.gt_xyxy).max(1)
+            second = pairwise_iou(refined(net, cfg, rgb, boxes), scene.gt_xyxy).max(1)
             near = first > 0.3
             before.append(first[near])
             after.append(second[near])
@@ -156,7 +149,7 @@ def main() -> None:
             f" (>= 0.5: {(b[m] >= 0.5).mean():.2f} -> {(a[m] >= 0.5).mean():.2f})"
         )
     cross = refined(net, cfg, load_image(README_IMAGE), README_LOOSE)
-    loose, moved = iou(README_LOOSE, README_CROSS)[0, 0], iou(cross, README_CROSS)[0, 0]
+    loose, moved = pairwise_iou(README_LOOSE, README_CROSS)[0, 0], pairwise_iou(cross, README_CROSS)[0, 0]
     print(f"README cross: loose box IoU {loose:.2f} -> {moved:.2f}")
 
 
