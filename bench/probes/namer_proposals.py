@@ -34,7 +34,6 @@ from glipcli.api import Detector
 from glipcli.config import NamerConfig
 from glipcli.crops import box_crops
 from glipcli.export.namer import write_namer_bundle
-from glipcli.rescore import word_features
 from glipcli.train.synth import SHAPES, TRAIN_COMBOS, crop_scene
 
 RIGHT_IOU = 0.5  # a proposal this close to an object is named as it
@@ -87,12 +86,7 @@ def main() -> None:
     names = tuple(f"{c} {s}" for c, s in TRAIN_COMBOS) + SHAPES
     cfg = NamerConfig(text_dim=int(detector.config.language.bert["hidden_size"]), names=names)
 
-    def prepare(phrases: list[str]) -> list[tuple[np.ndarray, dict[int, list[int]], np.ndarray]]:
-        prompt = detector.prepare_prompt(". ".join(phrases))
-        return [(word_features(c, detector.engine.encode_text), c.positive_map, c.token_words) for c in prompt.chunks]
-
-    rng = np.random.default_rng([recipe.seed, 1 << 21])
-    prompts = recipe_code.encode_prompts(recipe_code.sample_prompts(rng, recipe.prompts), prepare)
+    prompts = recipe_code.training_prompts(detector, recipe)
     jittered = recipe_code.make_examples(recipe, cfg)
     proposer = Detector.load(args.model, namer=False, size="384")
     proposed = proposal_examples(proposer, args.proposal_scenes, recipe.seed, cfg, args.threshold)

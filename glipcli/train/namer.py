@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from glipcli.config import NamerConfig
 from glipcli.crops import box_crops
 from glipcli.model.namer import RegionNamer
 from glipcli.train.synth import COLOURS, SHAPES, TRAIN_COMBOS, crop_scene
+
+if TYPE_CHECKING:
+    from glipcli.api import Detector
 
 COLOUR_NAMES = tuple(COLOURS)
 
@@ -193,6 +197,17 @@ def train_namer(
     return namer.eval()
 
 
+def training_prompts(detector: Detector, recipe: NamerRecipe) -> list[EncodedPrompt]:
+    """The recipe's sampled prompts, encoded word by word by ``detector``'s text graph."""
+    from glipcli.rescore import word_features
+
+    def prepare(names: list[str]) -> list[tuple[np.ndarray, dict[int, list[int]], np.ndarray]]:
+        prompt = detector.prepare_prompt(". ".join(names))
+        return [(word_features(c, detector.engine.encode_text), c.positive_map, c.token_words) for c in prompt.chunks]
+
+    return encode_prompts(sample_prompts(np.random.default_rng([recipe.seed, 1 << 21]), recipe.prompts), prepare)
+
+
 def build_namer_bundle(
     model: str | Path,
     out: str | Path,
@@ -206,18 +221,13 @@ def build_namer_bundle(
     ``pool`` is the default config's (``NamerConfig.pool``) when ``cfg`` is not given."""
     from glipcli.api import Detector
     from glipcli.export.namer import write_namer_bundle
-    from glipcli.rescore import word_features
 
     detector = Detector.load(model, namer=False)
     names = tuple(f"{c} {s}" for c, s in TRAIN_COMBOS) + SHAPES  # what sample_prompts names
     cfg = cfg or NamerConfig(text_dim=int(detector.config.language.bert["hidden_size"]), names=names, pool=pool)
     started = time.monotonic()
 
-    def prepare(names: list[str]) -> list[tuple[np.ndarray, dict[int, list[int]], np.ndarray]]:
-        prompt = detector.prepare_prompt(". ".join(names))
-        return [(word_features(c, detector.engine.encode_text), c.positive_map, c.token_words) for c in prompt.chunks]
-
-    prompts = encode_prompts(sample_prompts(np.random.default_rng([recipe.seed, 1 << 21]), recipe.prompts), prepare)
+    prompts = training_prompts(detector, recipe)
     log(f"{len(prompts)} prompt chunks encoded by {detector.name}'s text graph")
     examples = make_examples(recipe, cfg)
     log(f"{len(examples.crops)} crops of {recipe.scenes} scenes ({time.monotonic() - started:.0f} s)")
