@@ -43,24 +43,3 @@ def test_box_refiner_deltas_decode_to_the_object_they_encode():
     assert deltas[0, 0] == pytest.approx((29 - 30) / 40 * 10)  # dx in tenths of the box's width
     overlap = 30 * 20
     assert pairwise_iou(boxes, objects)[0, 0] == pytest.approx(overlap / (40 * 20 + 30 * 28 - overlap))
-
-
-def test_namer_proposals_name_close_boxes_as_their_object_and_far_ones_as_background():
-    import numpy as np
-
-    from bench.probes.namer_proposals import proposal_targets
-
-    objects = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 40.0, 20.0]])
-    boxes = np.array(
-        [
-            [21.0, 1.0, 41.0, 21.0],  # the second object, loosely: named as it
-            [0.0, 0.0, 10.0, 12.0],  # the first
-            [0.0, 0.0, 10.0, 30.0],  # IoU 1/3 with the first: ambiguous, left out
-            [60.0, 60.0, 80.0, 80.0],  # nowhere near an object: background
-        ]
-    )
-    kept, named = proposal_targets(boxes, objects)
-    assert kept.tolist() == [0, 1, 3]
-    assert named.tolist() == [1, 0, -1]
-    kept, named = proposal_targets(boxes, np.zeros((0, 4)))  # a scene without objects
-    assert kept.tolist() == [0, 1, 2, 3] and (named == -1).all()

@@ -20,7 +20,16 @@ from glipcli.export.verify import sample_image
 from glipcli.model.namer import AttentionPool, RegionNamer
 from glipcli.postprocess import label_scores
 from glipcli.rescore import word_features
-from glipcli.train.namer import NamerRecipe, encode_prompts, make_examples, sample_prompts, train_namer
+from glipcli.train.namer import (
+    NamerRecipe,
+    encode_prompts,
+    make_examples,
+    proposal_examples,
+    proposal_targets,
+    sample_prompts,
+    train_namer,
+)
+from glipcli.train.synth import COLOURS, SHAPES, crop_scene
 
 PROMPT = "red square. blue circle. red circle"
 
@@ -160,6 +169,55 @@ def test_training_targets_name_colour_and_shape_words():
     assert all(len(set(p)) == len(p) for p in prompts) and any(c is None for p in prompts for c, _ in p)
 
 
+def test_proposals_name_close_boxes_as_their_object_and_far_ones_as_background():
+    objects = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 40.0, 20.0]])
+    boxes = np.array(
+        [
+            [21.0, 1.0, 41.0, 21.0],  # the second object, loosely: named as it
+            [0.0, 0.0, 10.0, 12.0],  # the first
+            [0.0, 0.0, 10.0, 30.0],  # IoU 1/3 with the first: ambiguous, left out
+            [60.0, 60.0, 80.0, 80.0],  # nowhere near an object: background
+        ],
+        np.float32,
+    )
+    kept, named = proposal_targets(boxes, objects)
+    assert kept.tolist() == [0, 1, 3]
+    assert named.tolist() == [1, 0, -1]
+    kept, named = proposal_targets(boxes, np.zeros((0, 4)))  # a scene without objects
+    assert kept.tolist() == [0, 1, 2, 3] and (named == -1).all()
+
+
+class _BoxesOf:
+    """A detector that finds each object of the recipe's scenes twice (its box, and the same box
+    under another label) plus a false box in an empty corner."""
+
+    def __init__(self, seed: int):
+        self.seed, self.calls = seed, 0
+
+    def __call__(self, image, prompt, threshold, all_labels):
+        scene = crop_scene(self.seed, self.calls)
+        self.calls += 1
+        assert image is scene.image or np.array_equal(image, scene.image)
+        assert all_labels and threshold == 0.15 and prompt.count(". ") == 55  # every trained name
+        corner = np.array([[0.0, 0.0, 1.0, 1.0]])
+        xyxy = np.concatenate([scene.boxes, scene.boxes, corner]).astype(np.float32)
+        return type("Found", (), {"xyxy": xyxy})()
+
+
+def test_proposal_examples_cut_the_detectors_boxes_named_as_their_objects():
+    recipe = NamerRecipe(proposal_scenes=3, seed=5)
+    detector = _BoxesOf(recipe.seed)
+    examples = proposal_examples(detector, recipe, NamerConfig(crop=16))
+    assert detector.calls == 3
+    scenes = [crop_scene(recipe.seed, index) for index in range(3)]
+    objects = [pair for scene in scenes for pair in zip(scene.colours, scene.shapes, strict=True)]
+    assert examples.crops.shape[1:] == (3, 16, 16) and examples.crops.dtype == np.uint8
+    named = [(list(COLOURS)[c], SHAPES[s]) for c, s in zip(examples.colours, examples.shapes, strict=True) if c >= 0]
+    assert sorted(named) == sorted(objects)  # each object once: a box's second label adds no crop
+    corner_boxes = int((examples.colours < 0).sum())
+    assert corner_boxes == 3 and ((examples.colours < 0) == (examples.shapes < 0)).all()
+
+
 def test_training_is_deterministic():
     recipe = NamerRecipe(steps=3, batch_size=4, scenes=2, seed=1)
     cfg = NamerConfig(crop=16, channels=(8,), embed=8, text_dim=4)
@@ -176,9 +234,11 @@ def test_training_is_deterministic():
 def test_glip_namer_command_writes_a_bundle_that_detects(tiny_bundle, tmp_path):
     out = tmp_path / "with-namer"
     args = ["namer", "--model", str(tiny_bundle), "--out", str(out), "--steps", "2", "--scenes", "2"]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, [*args, "--proposal-scenes", "2"])
     assert result.exit_code == 0, result.output
-    assert "glip calibrate" in result.output
+    assert "glip calibrate" in result.output and "boxes of" in result.output
+    training = json.loads((out / "manifest.json").read_text())["namer"]["training"]
+    assert training["proposal_scenes"] == 2 and training["steps"] == 2
     image = tmp_path / "image.png"
     import cv2
 

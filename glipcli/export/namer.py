@@ -67,14 +67,20 @@ def _max_error(namer: RegionNamer, cfg: NamerConfig, path: Path) -> float:
     return worst
 
 
+def check_new_folder(out: str | Path) -> Path:
+    """``out`` as a Path, if a bundle may be written there: checked before minutes of training."""
+    target = Path(out)
+    if target.exists() and any(target.iterdir()):
+        raise BundleError(f"{target} exists and is not empty: choose a new folder for the bundle")
+    return target
+
+
 def write_namer_bundle(
     source: str | Path, out: str | Path, namer: RegionNamer, cfg: NamerConfig, training: dict[str, Any]
 ) -> Path:
     """``out``: ``source`` with ``namer`` added (replacing any namer it had), uncalibrated."""
     bundle = load_bundle(source)
-    target = Path(out)
-    if target.exists() and any(target.iterdir()):
-        raise BundleError(f"{target} exists and is not empty: choose a new folder for the bundle")
+    target = check_new_folder(out)
     with tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None) as tmp:
         work = Path(tmp) / "bundle"
         shutil.copytree(bundle.path, work)

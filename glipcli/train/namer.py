@@ -2,11 +2,14 @@
 
 Every object of fresh scenes (their own seed stream) is cut out as the runtime cuts detections
 out (glipcli.crops), its box jittered as a detector's boxes are off, plus background crops that
-hold no object. Prompts are lists of the trained names (and bare shape names) in random order
-and number, encoded once by the bundle's own text graph, so the namer learns on exactly the
-features it will see. Targets are per word, as glip-nano's: "red" is positive for every red
-object, "heart" for every heart; a background crop has no positive. Deterministic given the seed
-and the thread count; a run takes minutes, so it is not resumable.
+hold no object. Jittered boxes never look like a detector's loose or false boxes, so, as two-stage
+detectors train their second stage on the first stage's proposals, the detector's own boxes on the
+first scenes are added: named as the object they overlap, or as background. Prompts are lists of
+the trained names (and bare shape names) in random order and number, encoded once by the bundle's
+own text graph, so the namer learns on exactly the features it will see. Targets are per word, as
+glip-nano's: "red" is positive for every red object, "heart" for every heart; a background crop
+has no positive. Deterministic given the seed and the thread count; a run takes minutes, so it is
+not resumable.
 """
 
 from __future__ import annotations
@@ -36,14 +39,20 @@ COLOUR_NAMES = tuple(COLOURS)
 class NamerRecipe:
     """How the namer is trained; the defaults are glip-nano's (docs/glip-nano.md)."""
 
-    steps: int = 4000
+    steps: int = 3600
     batch_size: int = 64
     lr: float = 2e-3
     scenes: int = 4000  # about 18,000 objects, each cut out twice with different jitter
     prompts: int = 400
     background: float = 0.15  # share of crops with no object
     jitter: float = 0.07  # box centre moves by this share of its size (one standard deviation)
+    proposal_scenes: int = 1000  # scenes whose detector boxes are added (0: jittered boxes only)
+    proposal_threshold: float = 0.15  # GLIP score a detector box needs to be added
     seed: int = 0
+
+
+RIGHT_IOU = 0.5  # a detector box this close to an object is named as it
+BACKGROUND_IOU = 0.2  # one this far from every object names nothing; those between are left out
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,40 @@ def make_examples(recipe: NamerRecipe, cfg: NamerConfig) -> Examples:
         crops.append(np.rint(cut * 255).astype(np.uint8))
         colours += cols
         shapes += shps
+    return Examples(np.concatenate(crops), np.asarray(colours), np.asarray(shapes))
+
+
+def proposal_targets(boxes: np.ndarray, objects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the boxes kept, the object each names or -1 for background): boxes between
+    the two IoU limits are ambiguous, so they are left out."""
+    from supervision import box_iou_batch
+
+    if not len(objects):
+        return np.arange(len(boxes)), np.full(len(boxes), -1)
+    iou = box_iou_batch(boxes, objects.astype(np.float32))
+    best, which = iou.max(1), iou.argmax(1)
+    kept = np.flatnonzero((best >= RIGHT_IOU) | (best < BACKGROUND_IOU))
+    return kept, np.where(best[kept] >= RIGHT_IOU, which[kept], -1)
+
+
+def proposal_examples(detector: Detector, recipe: NamerRecipe, cfg: NamerConfig) -> Examples:
+    """``detector``'s boxes (all 56 trained names in one prompt, every label) on the first
+    ``recipe.proposal_scenes`` scenes, cut out as the runtime cuts them."""
+    prompt = ". ".join(f"{c} {s}" for c, s in TRAIN_COMBOS)
+    crops, colours, shapes = [], [], []
+    for index in range(recipe.proposal_scenes):
+        scene = crop_scene(recipe.seed, index)
+        found = detector(scene.image, prompt, threshold=recipe.proposal_threshold, all_labels=True)
+        boxes = np.unique(np.round(found.xyxy, 1), axis=0)  # a box's labels share one crop
+        kept, named = proposal_targets(boxes, scene.boxes)
+        if not len(kept):
+            continue
+        cut = box_crops(scene.image, boxes[kept], cfg.crop, cfg.margin)
+        crops.append(np.rint(cut * 255).astype(np.uint8))
+        colours += [COLOUR_NAMES.index(scene.colours[k]) if k >= 0 else -1 for k in named]
+        shapes += [SHAPES.index(scene.shapes[k]) if k >= 0 else -1 for k in named]
+    if not crops:
+        return Examples(np.zeros((0, 3, cfg.crop, cfg.crop), np.uint8), np.zeros(0, int), np.zeros(0, int))
     return Examples(np.concatenate(crops), np.asarray(colours), np.asarray(shapes))
 
 
@@ -220,8 +263,9 @@ def build_namer_bundle(
     with it to ``out`` (glipcli.export.namer): uncalibrated, ready for ``glip calibrate``.
     ``pool`` is the default config's (``NamerConfig.pool``) when ``cfg`` is not given."""
     from glipcli.api import Detector
-    from glipcli.export.namer import write_namer_bundle
+    from glipcli.export.namer import check_new_folder, write_namer_bundle
 
+    check_new_folder(out)
     detector = Detector.load(model, namer=False)
     names = tuple(f"{c} {s}" for c, s in TRAIN_COMBOS) + SHAPES  # what sample_prompts names
     cfg = cfg or NamerConfig(text_dim=int(detector.config.language.bert["hidden_size"]), names=names, pool=pool)
@@ -231,6 +275,20 @@ def build_namer_bundle(
     log(f"{len(prompts)} prompt chunks encoded by {detector.name}'s text graph")
     examples = make_examples(recipe, cfg)
     log(f"{len(examples.crops)} crops of {recipe.scenes} scenes ({time.monotonic() - started:.0f} s)")
+    if recipe.proposal_scenes:
+        single = detector.engine.config.input  # one pass at the model's size: the boxes it is trained on
+        proposer = Detector.load(model, namer=False, size=f"{single.min_size}:{single.max_size}")
+        proposed = proposal_examples(proposer, recipe, cfg)
+        background = int((proposed.colours < 0).sum())
+        log(
+            f"{len(proposed.crops)} boxes of {detector.name} on {recipe.proposal_scenes} scenes, "
+            f"{background} of them background ({time.monotonic() - started:.0f} s)"
+        )
+        examples = Examples(
+            np.concatenate([examples.crops, proposed.crops]),
+            np.concatenate([examples.colours, proposed.colours]),
+            np.concatenate([examples.shapes, proposed.shapes]),
+        )
 
     def progress(step: int, loss: float) -> None:
         if step % 500 == 0 or step == recipe.steps:
