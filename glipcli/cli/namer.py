@@ -40,8 +40,8 @@ def namer(
     prompt's words, and re-scores the box's label with GLIP's score: shapes too small for the
     detector to name are named from the crop. It learns from scenes of glip's shape generator,
     on their objects and on the model's own boxes there (about 20 minutes on 2 cores), so it
-    suits models trained on them (glip-nano). The new
-    bundle is uncalibrated: run glip calibrate on it.
+    suits models trained on them (glip-nano). The new bundle is uncalibrated: run glip calibrate
+    on it.
     """
     import torch
 
